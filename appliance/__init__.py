@@ -1,0 +1,1 @@
+"""Postyard: self-hosted transactional email appliance."""
