@@ -1,0 +1,103 @@
+"""The quart-trio application: blueprints, request ids, access log, error shapes."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from quart import Response, g, request
+from quart_schema import HttpSecurityScheme, Info, QuartSchema
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from appliance import logs
+from appliance.api import api_keys, auth_me, ops
+from appliance.api.errors import ApiError, FieldError, error_response
+from appliance.api.rate_limit import RateLimiter
+from appliance.context import AppContext
+from appliance.domain.ids import request_id as new_request_id
+
+log = logging.getLogger("appliance.http")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def create_app(ctx: AppContext) -> QuartTrio:
+    app = QuartTrio("appliance")
+    app.config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024
+    app.config["JSON_SORT_KEYS"] = False
+    app.extensions["postyard"] = ctx
+    QuartSchema(
+        app,
+        info=Info(title="Postyard API", version="0.1.0"),
+        swagger_ui_path=None,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        security_schemes={"BearerAuth": HttpSecurityScheme(scheme="bearer")},
+        security=[{"BearerAuth": []}],
+    )
+    limiter = RateLimiter(limit=ctx.config.api_rate_limit, window=ctx.config.api_rate_window)
+    app.extensions["postyard.rate_limiter"] = limiter
+
+    for blueprint in (ops.blueprint, api_keys.blueprint, auth_me.blueprint):
+        app.register_blueprint(blueprint)
+
+    @app.before_request
+    async def start_request() -> None:
+        supplied = request.headers.get("X-Request-ID", "")
+        g.request_id = supplied if _REQUEST_ID_RE.match(supplied) else new_request_id()
+        g.started = time.perf_counter()
+        logs.bind(request_id=g.request_id)
+
+    @app.after_request
+    async def finish_request(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id") or new_request_id()
+        for name, value in g.get("rate_limit_headers", {}).items():
+            response.headers[name] = value
+        route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+        duration = time.perf_counter() - g.get("started", time.perf_counter())
+        ctx.metrics.http_requests.labels(request.method, route, str(response.status_code)).inc()
+        ctx.metrics.http_duration.labels(route).observe(duration)
+        if not route.startswith(("/healthz", "/metrics")):
+            log.info(
+                "request",
+                extra={
+                    "method": request.method,
+                    "path": request.path,
+                    "status": response.status_code,
+                    "duration_ms": round(duration * 1000, 2),
+                    **({"tenant_id": g.principal.tenant_id} if g.get("principal") else {}),
+                },
+            )
+        return response
+
+    @app.errorhandler(ApiError)
+    async def on_api_error(exc: ApiError) -> Response:
+        return error_response(exc.status, exc.errors, exc.headers)
+
+    @app.errorhandler(HTTPException)
+    async def on_http_error(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        message = {
+            400: "Bad Request",
+            404: "not found",
+            405: "method not allowed",
+            413: "content too large",
+            415: "unsupported media type",
+        }.get(status, (exc.name or "error").lower())
+        headers = {}
+        if status == 405 and exc.get_response() is not None:
+            allow = exc.get_response().headers.get("Allow")
+            if allow:
+                headers["Allow"] = allow
+        return error_response(status, [FieldError(message)], headers)
+
+    @app.errorhandler(Exception)
+    async def on_crash(exc: Exception) -> Response:
+        log.error("unhandled error in request", exc_info=exc)
+        return error_response(
+            500,
+            [FieldError("internal server error", None, f"request id {g.get('request_id')}")],
+        )
+
+    return app

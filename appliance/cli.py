@@ -1,0 +1,202 @@
+"""The ``postyard`` command: serve, init, migrate, config, tenant and key management."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from appliance.config import Config, ConfigError, describe, load_config
+from appliance.context import AppContext
+from appliance.logs import configure_logging
+from appliance.provisioning import (
+    AlreadyInitialized,
+    InitResult,
+    create_full_access_key,
+    ensure_secret_key,
+    initialize,
+)
+from appliance.store import migrate
+from appliance.store.database import Database, StoreError
+from appliance.store.store import Store
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML configuration file")
+    parser.add_argument("--data-dir", help="data directory (POSTYARD_DATA_DIR, default ./data)")
+    parser.add_argument("--database-url", help="database URL (POSTYARD_DATABASE_URL)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="postyard", description="Postyard: self-hosted transactional email appliance"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the appliance (initialises an empty data dir)")
+    _common(serve)
+    serve.add_argument("--http-listen", help="host:port for the HTTP API and admin UI")
+
+    init = sub.add_parser("init", help="create the data directory, first admin and API key")
+    _common(init)
+    init.add_argument("--json", action="store_true", help="print one JSON object")
+    init.add_argument("--admin-email", default="admin@postyard.local")
+    init.add_argument("--tenant-name", default="Default")
+
+    mig = sub.add_parser("migrate", help="apply database migrations and print the revision")
+    _common(mig)
+
+    sub.add_parser("config", help="list every configuration key with its default")
+
+    tenant = sub.add_parser("tenant", help="manage tenants")
+    tenant_sub = tenant.add_subparsers(dest="tenant_command", required=True)
+    t_create = tenant_sub.add_parser("create", help="create a tenant and its first API key")
+    _common(t_create)
+    t_create.add_argument("name")
+    t_list = tenant_sub.add_parser("list", help="list tenants")
+    _common(t_list)
+
+    key = sub.add_parser("api-key", help="manage API keys")
+    key_sub = key.add_subparsers(dest="key_command", required=True)
+    k_create = key_sub.add_parser("create", help="create a full-access API key for a tenant")
+    _common(k_create)
+    k_create.add_argument("--tenant", required=True, help="tenant id (tnt_…)")
+    k_create.add_argument("--name", default="Created with postyard api-key create")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides = {
+        "data_dir": getattr(args, "data_dir", None),
+        "database_url": getattr(args, "database_url", None),
+        "http_listen": getattr(args, "http_listen", None),
+    }
+    return load_config(getattr(args, "config", None), overrides=overrides)
+
+
+def _print_banner(result: InitResult | None, ctx: AppContext) -> None:
+    out = sys.stderr
+    if result is not None:
+        print(
+            "\n  Postyard is initialised. These credentials are shown only this once:\n"
+            f"    Admin URL:      {result.admin_url}\n"
+            f"    Admin login:    {result.admin_email}\n"
+            f"    Admin password: {result.admin_password}\n"
+            f"    Tenant:         {result.tenant_id}\n"
+            f"    API key:        {result.api_key}\n",
+            file=out,
+        )
+    print(
+        f"  Postyard is running. API: {ctx.config.base_url}/v3/  Admin UI: {ctx.config.admin_url}\n"
+        f"  Try: curl -H 'Authorization: Bearer <API key>' {ctx.config.base_url}/v3/scopes\n",
+        file=out,
+        flush=True,
+    )
+
+
+async def _with_store(config: Config) -> Store:
+    return await Store.open(config.effective_database_url, pool_size=2)
+
+
+async def _cmd_init(args: argparse.Namespace, config: Config) -> int:
+    ensure_secret_key(config)
+    store = await _with_store(config)
+    try:
+        result = await initialize(
+            config, store, admin_email=args.admin_email, tenant_name=args.tenant_name
+        )
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(result.as_dict()))
+    else:
+        print(
+            f"Initialised {config.data_dir}.\n"
+            f"Admin URL:      {result.admin_url}\n"
+            f"Admin login:    {result.admin_email}\n"
+            f"Admin password: {result.admin_password}   (shown once)\n"
+            f"Tenant:         {result.tenant_id}\n"
+            f"API key:        {result.api_key}   (shown once)\n"
+            "Start it with: postyard serve"
+        )
+    return 0
+
+
+async def _cmd_tenant(args: argparse.Namespace, config: Config) -> int:
+    store = await _with_store(config)
+    try:
+        if args.tenant_command == "create":
+            tenant = await store.tenants.create(args.name)
+            token = await create_full_access_key(store, tenant.id, "First key")
+            print(json.dumps({"tenant_id": tenant.id, "name": tenant.name, "api_key": token}))
+        else:
+            for t in await store.tenants.all():
+                print(json.dumps({"tenant_id": t.id, "name": t.name, "status": t.status}))
+    finally:
+        store.close()
+    return 0
+
+
+async def _cmd_api_key(args: argparse.Namespace, config: Config) -> int:
+    store = await _with_store(config)
+    try:
+        if await store.tenants.get(args.tenant) is None:
+            print(f"postyard: no tenant {args.tenant}; see `postyard tenant list`", file=sys.stderr)
+            return 1
+        token = await create_full_access_key(store, args.tenant, args.name)
+        print(json.dumps({"tenant_id": args.tenant, "api_key": token}))
+    finally:
+        store.close()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "config":
+        for row in describe():
+            unit = f" ({row['unit']})" if row["unit"] else ""
+            print(
+                f"{row['key']}  [{row['env']}]  default: {row['default']!r}{unit}\n    {row['doc']}"
+            )
+        return 0
+    try:
+        config = _config(args)
+        # serve logs to stdout; other commands keep stdout for their own output.
+        configure_logging(config.log_level, None if args.command == "serve" else sys.stderr)
+        if args.command == "serve":
+            from appliance.runner import serve
+
+            trio.run(lambda: serve(config, announce=_print_banner))
+            return 0
+        if args.command == "init":
+            return trio.run(_cmd_init, args, config)
+        if args.command == "migrate":
+            db = Database(config.effective_database_url, pool_size=1)
+            migrate.upgrade(db)
+            print(json.dumps({"revision": migrate.current_revision(db)}))
+            db.dispose()
+            return 0
+        if args.command == "tenant":
+            return trio.run(_cmd_tenant, args, config)
+        if args.command == "api-key":
+            return trio.run(_cmd_api_key, args, config)
+    except ConfigError as exc:
+        print(f"postyard: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except AlreadyInitialized as exc:
+        print(f"postyard: {exc}", file=sys.stderr)
+        return 1
+    except (StoreError, FileNotFoundError) as exc:
+        print(f"postyard: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,268 @@
+"""One typed configuration schema, read from a TOML file and the environment.
+
+Every key has a type, a default, a unit where it has one, and a description;
+`postyard config` prints them all (the documentation is generated from this
+schema, so it cannot drift). Precedence: defaults < TOML file < environment.
+Unknown keys, in the file or as ``POSTYARD_*`` variables, are an error that
+names them and the nearest known key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SECONDS = 1.0
+ENV_PREFIX = "POSTYARD_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message says what to change."""
+
+
+def _key(default: Any, doc: str, *, unit: str = "", env: tuple[str, ...] = ()) -> Any:
+    return field(default=default, metadata={"doc": doc, "unit": unit, "env": env})
+
+
+@dataclass(frozen=True, slots=True)
+class Listen:
+    """A ``host:port`` address to bind."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str, *, key: str) -> Listen:
+        host, sep, port = text.strip().rpartition(":")
+        if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ConfigError(f"{key}: expected host:port such as 127.0.0.1:8080, got {text!r}")
+        host = host.strip("[]") or "0.0.0.0"
+        return cls(host, int(port))
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Postyard settings. Field names are the TOML keys; ``POSTYARD_<NAME>`` overrides."""
+
+    data_dir: Path = _key(Path("./data"), "Data directory: SQLite database, secret key.")
+    database_url: str = _key(
+        "",
+        "SQLAlchemy URL of the store; empty means SQLite at <data_dir>/postyard.db. "
+        "Example: postgresql+psycopg://postgres@127.0.0.1:5432/postyard",
+    )
+    http_listen: str = _key("127.0.0.1:8080", "API, admin UI, tracking and websocket listener.")
+    inbound_listen: str = _key("0.0.0.0:25", "Inbound SMTP listener for DSN and ARF reports.")
+    submission_listen: str = _key("0.0.0.0:587", "SMTP submission listener (AUTH with API key).")
+    public_url: str = _key(
+        "",
+        "Base URL users reach the HTTP listener at (admin links, tracking links); "
+        "empty means http://<http_listen>.",
+    )
+    hostname: str = _key("", "Name this node uses in EHLO and Message-IDs; empty = system FQDN.")
+    dns_nameservers: tuple[str, ...] = _key(
+        (), "DNS servers as host:port, comma separated; empty = system resolver."
+    )
+    smtp_port: int = _key(25, "Port used when connecting to recipient MX hosts.")
+    smtp_max_retries: int = _key(
+        5, "Delivery attempts after the first before a soft bounce.", env=("SMTP_MAX_RETRIES",)
+    )
+    smtp_retry_base_delay: float = _key(
+        60 * SECONDS,
+        "First retry delay; later ones grow by the schedule (x5, x15, x60, x240).",
+        unit="s",
+        env=("SMTP_RETRY_BASE_DELAY",),
+    )
+    secret_key: str = _key(
+        "",
+        "Key for secrets at rest (Fernet, urlsafe base64); empty = <data_dir>/secret.key.",
+    )
+    log_level: str = _key("info", "Minimum log level: debug, info, warning, error.")
+    shutdown_grace: float = _key(
+        10 * SECONDS, "On SIGTERM, how long services may drain before they are cancelled.", unit="s"
+    )
+    restart_backoff_max: float = _key(
+        30 * SECONDS, "Longest wait before restarting a crashed service.", unit="s"
+    )
+    heartbeat_interval: float = _key(
+        5 * SECONDS, "How often services report they are alive.", unit="s"
+    )
+    api_rate_limit: int = _key(
+        6000, "Requests per API key per rate-limit window (X-RateLimit-Limit).", unit="requests"
+    )
+    api_rate_window: float = _key(60 * SECONDS, "Length of the rate-limit window.", unit="s")
+    api_key_cache_ttl: float = _key(
+        5 * SECONDS, "How long a verified API key is trusted before re-reading it.", unit="s"
+    )
+    db_pool_size: int = _key(8, "Database connections for readers (and writers on PostgreSQL).")
+
+    # ---- derived values -------------------------------------------------
+
+    @property
+    def sqlite_path(self) -> Path:
+        return self.data_dir / "postyard.db"
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.sqlite_path.resolve()}"
+
+    @property
+    def http(self) -> Listen:
+        return Listen.parse(self.http_listen, key="http_listen")
+
+    @property
+    def inbound(self) -> Listen:
+        return Listen.parse(self.inbound_listen, key="inbound_listen")
+
+    @property
+    def submission(self) -> Listen:
+        return Listen.parse(self.submission_listen, key="submission_listen")
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        listen = self.http
+        host = {"0.0.0.0": "127.0.0.1", "::": "[::1]"}.get(listen.host, listen.host)
+        if ":" in host and not host.startswith("["):
+            host = f"[{host}]"
+        return f"http://{host}:{listen.port}"
+
+    @property
+    def admin_url(self) -> str:
+        return f"{self.base_url}/admin/"
+
+
+_FIELDS = {f.name: f for f in dataclasses.fields(Config)}
+
+
+def describe() -> list[dict[str, str]]:
+    """Every key with its environment variables, default, unit and description."""
+    rows = []
+    for f in dataclasses.fields(Config):
+        envs = [ENV_PREFIX + f.name.upper(), *f.metadata["env"]]
+        default = f.default
+        if isinstance(default, tuple):
+            default = ",".join(default)
+        rows.append(
+            {
+                "key": f.name,
+                "env": ", ".join(envs),
+                "default": str(default),
+                "unit": f.metadata["unit"],
+                "doc": f.metadata["doc"],
+            }
+        )
+    return rows
+
+
+def _coerce(name: str, raw: object) -> object:
+    f = _FIELDS[name]
+    target = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if target == "Path":
+            return Path(str(raw))
+        if target == "int":
+            if isinstance(raw, bool):
+                raise ValueError
+            return int(str(raw))
+        if target == "float":
+            if isinstance(raw, bool):
+                raise ValueError
+            return float(str(raw))
+        if target.startswith("tuple"):
+            items = raw.split(",") if isinstance(raw, str) else list(raw)  # type: ignore[call-overload]
+            return tuple(str(i).strip() for i in items if str(i).strip())
+        if not isinstance(raw, str):
+            raise ValueError
+        return raw
+    except (ValueError, TypeError):
+        raise ConfigError(f"{name}: expected {target}, got {raw!r}") from None
+
+
+def _unknown(names: list[str], *, where: str) -> ConfigError:
+    hints = []
+    for name in names:
+        close = difflib.get_close_matches(name.lower(), list(_FIELDS), n=1)
+        hints.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    return ConfigError(
+        f"unknown configuration key{'s' if len(names) > 1 else ''} in {where}: "
+        + ", ".join(hints)
+        + ". `postyard config` lists every key."
+    )
+
+
+def load_config(
+    path: Path | None = None,
+    *,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, object] | None = None,
+) -> Config:
+    """Build the configuration from defaults, an optional TOML file, the environment
+    and explicit overrides (command-line flags), in that order of precedence."""
+    env = os.environ if environ is None else environ
+    values: dict[str, object] = {}
+    if path is None and env.get(ENV_PREFIX + "CONFIG"):
+        path = Path(env[ENV_PREFIX + "CONFIG"])
+    if path is not None:
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"configuration file {path} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"configuration file {path} is not valid TOML: {exc}") from None
+        unknown = sorted(k for k in data if k not in _FIELDS)
+        if unknown:
+            raise _unknown(unknown, where=str(path))
+        values.update({k: _coerce(k, v) for k, v in data.items()})
+
+    aliases = {alias: f.name for f in _FIELDS.values() for alias in f.metadata["env"]}
+    unknown_env = []
+    for var, raw in env.items():
+        if var in aliases:
+            values[aliases[var]] = _coerce(aliases[var], raw)
+        elif var.startswith(ENV_PREFIX) and var != ENV_PREFIX + "CONFIG":
+            name = var[len(ENV_PREFIX) :].lower()
+            if name in _FIELDS:
+                values[name] = _coerce(name, raw)
+            else:
+                unknown_env.append(var)
+    if unknown_env:
+        raise _unknown(sorted(unknown_env), where="the environment")
+    for name, value in (overrides or {}).items():
+        if name not in _FIELDS:
+            raise _unknown([name], where="the command line")
+        if value is not None:
+            values[name] = _coerce(name, value)
+
+    config = Config(**values)  # type: ignore[arg-type]
+    _check(config)
+    return config
+
+
+def _check(config: Config) -> None:
+    for listen in ("http", "inbound", "submission"):
+        getattr(config, listen)  # parses, raising ConfigError on a bad address
+    if config.log_level not in {"debug", "info", "warning", "error"}:
+        raise ConfigError(
+            f"log_level: expected debug, info, warning or error, got {config.log_level!r}"
+        )
+    if config.smtp_max_retries < 0:
+        raise ConfigError("smtp_max_retries: must be 0 or more")
+    if config.smtp_retry_base_delay <= 0:
+        raise ConfigError("smtp_retry_base_delay: must be a positive number of seconds")
+    if config.api_rate_limit <= 0 or config.api_rate_window <= 0:
+        raise ConfigError("api_rate_limit and api_rate_window must be positive")
+    if config.database_url and not config.database_url.startswith(("sqlite", "postgresql")):
+        raise ConfigError(
+            "database_url: only sqlite:/// and postgresql+psycopg:// URLs are supported, got "
+            + repr(config.database_url.split("://")[0] + "://…")
+        )

@@ -1,0 +1,41 @@
+"""Everything a running appliance shares: configuration, store, secrets, health."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+import trio
+
+from appliance.auth import KeyAuthenticator
+from appliance.config import Config
+from appliance.domain.secret_box import SecretBox
+from appliance.health import HealthRegistry
+from appliance.metrics import Metrics
+from appliance.store.store import Store
+
+
+@dataclass
+class AppContext:
+    config: Config
+    store: Store
+    secrets: SecretBox
+    health: HealthRegistry
+    metrics: Metrics
+    authenticator: KeyAuthenticator
+    shutdown: trio.Event = field(default_factory=trio.Event)
+    node_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    http_url: str | None = None  # set by the HTTP service once it listens
+
+    @classmethod
+    def build(cls, config: Config, store: Store, secrets: SecretBox) -> AppContext:
+        health = HealthRegistry(heartbeat_interval=config.heartbeat_interval)
+        return cls(
+            config=config,
+            store=store,
+            secrets=secrets,
+            health=health,
+            metrics=Metrics(health),
+            authenticator=KeyAuthenticator(store, ttl=config.api_key_cache_ttl),
+        )

@@ -1,0 +1,110 @@
+"""Wiring: open the store, build the context, run the services until a signal."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import partial
+
+import trio
+
+from appliance.config import Config
+from appliance.context import AppContext
+from appliance.provisioning import (
+    InitResult,
+    ensure_secret_key,
+    initialize,
+    is_initialized,
+    load_secret_box,
+)
+from appliance.services import http
+from appliance.store.store import Store
+from appliance.supervisor import ServiceSpec, Supervisor
+
+log = logging.getLogger("appliance")
+
+
+@asynccontextmanager
+async def open_appliance(config: Config) -> AsyncIterator[AppContext]:
+    """Open the store (migrating it) and build the shared context."""
+    store = await Store.open(config.effective_database_url, pool_size=config.db_pool_size)
+    try:
+        yield AppContext.build(config, store, load_secret_box(config))
+    finally:
+        store.close()
+
+
+def service_specs(ctx: AppContext) -> list[ServiceSpec]:
+    return [ServiceSpec("http", partial(http.run, ctx))]
+
+
+def make_supervisor(ctx: AppContext, specs: list[ServiceSpec]) -> Supervisor:
+    return Supervisor(
+        specs,
+        ctx.health,
+        ctx.metrics,
+        shutdown=ctx.shutdown,
+        backoff_max=ctx.config.restart_backoff_max,
+    )
+
+
+async def drain(ctx: AppContext, supervisor: Supervisor, cancel: trio.CancelScope) -> bool:
+    """Ask every service to stop, wait up to the grace period, then cancel the rest.
+
+    Returns True when everything drained in time.
+    """
+    ctx.shutdown.set()
+    with trio.move_on_after(ctx.config.shutdown_grace):
+        await supervisor.stopped.wait()
+    drained = supervisor.stopped.is_set()
+    if not drained:
+        log.warning(
+            "services did not drain in time; cancelling them",
+            extra={"grace_seconds": ctx.config.shutdown_grace},
+        )
+    cancel.cancel()
+    return drained
+
+
+async def serve(
+    config: Config,
+    *,
+    announce: Callable[[InitResult | None, AppContext], None],
+) -> None:
+    """Run the appliance until SIGTERM or SIGINT; initialise an empty store first."""
+    async with open_appliance_initialized(config) as (ctx, created):
+        supervisor = make_supervisor(ctx, service_specs(ctx))
+        with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            async with trio.open_nursery() as nursery:
+                await nursery.start(supervisor.run)
+                announce(created, ctx)
+                log.info(
+                    "postyard ready", extra={"admin_url": config.admin_url, "http": ctx.http_url}
+                )
+                async for signum in signals:
+                    log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+                    break
+                nursery.start_soon(_cancel_on_second_signal, signals, nursery.cancel_scope)
+                await drain(ctx, supervisor, nursery.cancel_scope)
+    log.info("shutdown complete")
+
+
+@asynccontextmanager
+async def open_appliance_initialized(
+    config: Config,
+) -> AsyncIterator[tuple[AppContext, InitResult | None]]:
+    ensure_secret_key(config)
+    async with open_appliance(config) as ctx:
+        created = None
+        if not await is_initialized(ctx.store):
+            created = await initialize(config, ctx.store)
+        yield ctx, created
+
+
+async def _cancel_on_second_signal(signals: AsyncIterator[int], scope: trio.CancelScope) -> None:
+    async for signum in signals:
+        log.warning("second signal: stopping now", extra={"signal": signal.Signals(signum).name})
+        scope.cancel()
+        return

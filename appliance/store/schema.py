@@ -1,0 +1,156 @@
+"""The store's tables, in SQLAlchemy Core. Alembic migrations mirror this file.
+
+Times are Unix seconds as floats (``*_at``): one representation on SQLite
+and PostgreSQL, cheap to index and compare. Public ids are prefixed,
+time-ordered strings (see ``domain.ids``).
+
+The queue is the ``messages`` table. A message is claimable when its status
+is QUEUED or DEFERRED and ``due_at`` has passed; a claim sets a lease
+(``lease_owner``, ``lease_until``) so a crashed node's claims return to the
+queue. The partial index ``ix_messages_due`` holds only claimable rows, so
+claiming stays cheap however many delivered rows the table keeps.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(column_0_label)s",
+        "uq": "uq_%(table_name)s_%(column_0_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+# An auto-incrementing 64-bit key: BIGSERIAL on PostgreSQL, ROWID alias on SQLite.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+CLAIMABLE_STATUSES = ("QUEUED", "DEFERRED")
+IN_FLIGHT_STATUSES = ("PROCESSING", "RENDERED", "SENDING")
+
+tenants = Table(
+    "tenants",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),
+    Column("suspended_reason", Text),
+    Column("created_at", Float, nullable=False),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("name", String(200), nullable=False, server_default=""),
+    Column("password_hash", Text),
+    Column("role", String(64), nullable=False),
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE")),
+    Column("totp_secret", Text),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until", Float),
+    Column("disabled", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", Float, nullable=False),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column(
+        "tenant_id",
+        String(32),
+        ForeignKey("tenants.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("name", String(100), nullable=False),
+    Column("secret_hash", String(64), nullable=False),
+    Column("scopes", Text, nullable=False),  # JSON list of scope names
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("last_used_at", Float),
+    Column("created_by", String(64)),
+)
+
+send_requests = Table(
+    "send_requests",
+    metadata,
+    Column("id", String(32), primary_key=True),  # also the X-Message-Id
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("payload", LargeBinary, nullable=False),  # the validated request, compressed JSON
+    Column("message_count", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+messages = Table(
+    "messages",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("request_id", String(32), ForeignKey("send_requests.id"), nullable=False),
+    Column("personalization", Integer, nullable=False, server_default="0"),
+    Column("recipient", String(320), nullable=False),
+    Column("recipient_domain", String(255), nullable=False),
+    Column("from_email", String(320), nullable=False),
+    Column("subject", Text),
+    Column("category", String(255)),  # first category, for filtering
+    Column("batch_id", String(64)),
+    Column("status", String(16), nullable=False),
+    Column("due_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("lease_owner", String(64)),
+    Column("lease_until", Float),
+    Column("last_reply", Text),
+    Column("error_message", Text),
+    Column("sandbox", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index(
+        "ix_messages_due",
+        "due_at",
+        postgresql_where=text("status IN ('QUEUED', 'DEFERRED')"),
+        sqlite_where=text("status IN ('QUEUED', 'DEFERRED')"),
+    ),
+    Index(
+        "ix_messages_lease",
+        "lease_until",
+        postgresql_where=text("lease_owner IS NOT NULL"),
+        sqlite_where=text("lease_owner IS NOT NULL"),
+    ),
+    Index("ix_messages_tenant_created", "tenant_id", "created_at"),
+    Index("ix_messages_tenant_recipient", "tenant_id", "recipient"),
+    Index("ix_messages_request", "request_id"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("seq", BigId, primary_key=True, autoincrement=True),
+    Column("id", String(32), nullable=False, unique=True),
+    Column("tenant_id", String(32), nullable=False),
+    Column("message_id", String(32)),
+    Column("event_type", String(32), nullable=False),
+    Column("recipient", String(320)),
+    Column("created_at", Float, nullable=False),
+    Column("data", Text, nullable=False),  # JSON: the rest of the event payload
+    Index("ix_events_message", "message_id"),
+    Index("ix_events_tenant_created", "tenant_id", "created_at"),
+)

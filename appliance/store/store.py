@@ -1,0 +1,34 @@
+"""The ``Store``: one object with async methods, grouped by table family."""
+
+from __future__ import annotations
+
+import trio
+
+from appliance.store import migrate
+from appliance.store.api_keys import ApiKeys
+from appliance.store.database import Database
+from appliance.store.tenants import Tenants
+from appliance.store.users import Users
+
+
+class Store:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.tenants = Tenants(db)
+        self.users = Users(db)
+        self.api_keys = ApiKeys(db)
+
+    @classmethod
+    async def open(cls, url: str, *, pool_size: int = 8, migrate_schema: bool = True) -> Store:
+        """Connect and (by default) apply pending migrations."""
+        db = Database(url, pool_size=pool_size)
+        if migrate_schema:
+            await trio.to_thread.run_sync(migrate.upgrade, db)
+        return cls(db)
+
+    @property
+    def dialect(self) -> str:
+        return self.db.dialect
+
+    def close(self) -> None:
+        self.db.dispose()
