@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from appliance.store.store import Store
-from tests.support.appliance import RunningAppliance, run_appliance, appliance_config
+from tests.support.appliance import RunningAppliance, appliance_config, run_appliance
 from tests.support.databases import fresh_database
 
 ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
@@ -45,9 +45,7 @@ async def appliance(tmp_path: Path, sqlite_url: str) -> AsyncIterator[RunningApp
 
 
 @pytest.fixture
-async def appliance_any_db(
-    tmp_path: Path, database_url: str
-) -> AsyncIterator[RunningAppliance]:
+async def appliance_any_db(tmp_path: Path, database_url: str) -> AsyncIterator[RunningAppliance]:
     """The whole appliance, once per database engine."""
     async with run_appliance(appliance_config(tmp_path / "data", database_url)) as running:
         yield running

@@ -24,8 +24,9 @@ async def test_wrong_key_is_401(http: httpx.AsyncClient) -> None:
     assert "invalid" in r.json()["errors"][0]["message"]
 
 
-async def test_client_request_id_is_echoed(http: httpx.AsyncClient,
-                                           appliance: RunningAppliance) -> None:
+async def test_client_request_id_is_echoed(
+    http: httpx.AsyncClient, appliance: RunningAppliance
+) -> None:
     r = await http.get("/v3/scopes", headers={**appliance.auth(), "X-Request-ID": "abc-123"})
     assert r.headers["X-Request-ID"] == "abc-123"
 
@@ -45,8 +46,9 @@ async def test_create_list_get_rename_replace_delete(
     http: httpx.AsyncClient, appliance: RunningAppliance
 ) -> None:
     auth = appliance.auth()
-    created = await http.post("/v3/api_keys", headers=auth,
-                              json={"name": "sender", "scopes": ["mail.send"]})
+    created = await http.post(
+        "/v3/api_keys", headers=auth, json={"name": "sender", "scopes": ["mail.send"]}
+    )
     assert created.status_code == 201, created.text
     body = created.json()
     assert body["api_key"].startswith("SG.") and len(body["api_key"]) == 69
@@ -65,10 +67,16 @@ async def test_create_list_get_rename_replace_delete(
     renamed = await http.patch(f"/v3/api_keys/{key_id}", headers=auth, json={"name": "renamed"})
     assert renamed.json() == {"api_key_id": key_id, "name": "renamed"}
 
-    replaced = await http.put(f"/v3/api_keys/{key_id}", headers=auth,
-                              json={"name": "stats", "scopes": ["stats.read", "mail.send"]})
-    assert replaced.json() == {"api_key_id": key_id, "name": "stats",
-                               "scopes": ["mail.send", "stats.read"]}
+    replaced = await http.put(
+        f"/v3/api_keys/{key_id}",
+        headers=auth,
+        json={"name": "stats", "scopes": ["stats.read", "mail.send"]},
+    )
+    assert replaced.json() == {
+        "api_key_id": key_id,
+        "name": "stats",
+        "scopes": ["mail.send", "stats.read"],
+    }
 
     deleted = await http.delete(f"/v3/api_keys/{key_id}", headers=auth)
     assert deleted.status_code == 204 and deleted.content == b""
@@ -82,13 +90,21 @@ async def test_create_list_get_rename_replace_delete(
 async def test_new_key_sees_its_own_scopes_and_gets_403_naming_the_missing_one(
     http: httpx.AsyncClient, appliance: RunningAppliance
 ) -> None:
-    created = (await http.post("/v3/api_keys", headers=appliance.auth(),
-                               json={"name": "narrow", "scopes": ["mail.send"]})).json()
+    created = (
+        await http.post(
+            "/v3/api_keys",
+            headers=appliance.auth(),
+            json={"name": "narrow", "scopes": ["mail.send"]},
+        )
+    ).json()
     narrow = appliance.auth(created["api_key"])
     assert (await http.get("/v3/scopes", headers=narrow)).json() == {"scopes": ["mail.send"]}
     me = (await http.get("/v3/auth/me", headers=narrow)).json()
-    assert me["caller"] == {"type": "api_key", "api_key_id": created["api_key_id"],
-                            "name": "narrow"}
+    assert me["caller"] == {
+        "type": "api_key",
+        "api_key_id": created["api_key_id"],
+        "name": "narrow",
+    }
     assert me["tenant"]["id"] == appliance.init.tenant_id
     assert me["scopes"] == ["mail.send"]
 
@@ -101,22 +117,32 @@ async def test_key_without_scopes_gets_the_callers_scopes(
     http: httpx.AsyncClient, appliance: RunningAppliance
 ) -> None:
     full = (await http.get("/v3/scopes", headers=appliance.auth())).json()["scopes"]
-    created = (await http.post("/v3/api_keys", headers=appliance.auth(),
-                               json={"name": "full"})).json()
+    created = (
+        await http.post("/v3/api_keys", headers=appliance.auth(), json={"name": "full"})
+    ).json()
     assert created["scopes"] == full
 
 
 async def test_a_key_cannot_grant_scopes_it_does_not_hold(
     http: httpx.AsyncClient, appliance: RunningAppliance
 ) -> None:
-    limited = (await http.post("/v3/api_keys", headers=appliance.auth(),
-                               json={"name": "km", "scopes": ["api_keys.create"]})).json()
-    r = await http.post("/v3/api_keys", headers=appliance.auth(limited["api_key"]),
-                        json={"name": "escalate", "scopes": ["mail.send"]})
+    limited = (
+        await http.post(
+            "/v3/api_keys",
+            headers=appliance.auth(),
+            json={"name": "km", "scopes": ["api_keys.create"]},
+        )
+    ).json()
+    r = await http.post(
+        "/v3/api_keys",
+        headers=appliance.auth(limited["api_key"]),
+        json={"name": "escalate", "scopes": ["mail.send"]},
+    )
     assert r.status_code == 403
     assert r.json()["errors"][0] == {
         "message": "cannot grant scopes the calling key does not hold: mail.send",
-        "field": "scopes", "help": None,
+        "field": "scopes",
+        "help": None,
     }
 
 
@@ -131,8 +157,11 @@ async def test_a_key_cannot_grant_scopes_it_does_not_hold(
     ],
 )
 async def test_create_validation_errors_name_the_field(
-    http: httpx.AsyncClient, appliance: RunningAppliance,
-    body: dict[str, object], field: str, message: str,
+    http: httpx.AsyncClient,
+    appliance: RunningAppliance,
+    body: dict[str, object],
+    field: str,
+    message: str,
 ) -> None:
     r = await http.post("/v3/api_keys", headers=appliance.auth(), json=body)
     assert r.status_code == 400
@@ -148,7 +177,8 @@ async def test_malformed_json_and_form_encoded_json(
     assert "not valid JSON" in bad.json()["errors"][0]["message"]
     # curl -d sends application/x-www-form-urlencoded; the JSON body is still read.
     curl_like = await http.post(
-        "/v3/api_keys", content=b'{"name":"curl"}',
+        "/v3/api_keys",
+        content=b'{"name":"curl"}',
         headers={**appliance.auth(), "Content-Type": "application/x-www-form-urlencoded"},
     )
     assert curl_like.status_code == 201
@@ -160,8 +190,9 @@ async def test_keys_of_one_tenant_never_see_another_tenants_keys(
     store = appliance.ctx.store
     other_tenant = await store.tenants.create("Other")
     other = appliance.auth(await create_full_access_key(store, other_tenant.id, "other"))
-    mine = (await http.post("/v3/api_keys", headers=appliance.auth(),
-                            json={"name": "mine"})).json()["api_key_id"]
+    mine = (
+        await http.post("/v3/api_keys", headers=appliance.auth(), json={"name": "mine"})
+    ).json()["api_key_id"]
 
     listed = (await http.get("/v3/api_keys", headers=other)).json()["result"]
     assert mine not in {k["api_key_id"] for k in listed}
@@ -206,12 +237,15 @@ async def test_openapi_document_lists_the_api(http: httpx.AsyncClient) -> None:
 async def test_key_lifecycle_on_each_database_engine(appliance_any_db: RunningAppliance) -> None:
     app = appliance_any_db
     async with httpx.AsyncClient(base_url=app.base_url) as client:
-        created = await client.post("/v3/api_keys", headers=app.auth(),
-                                    json={"name": "engine", "scopes": ["stats.read"]})
+        created = await client.post(
+            "/v3/api_keys", headers=app.auth(), json={"name": "engine", "scopes": ["stats.read"]}
+        )
         assert created.status_code == 201
         key_id = created.json()["api_key_id"]
         listed = (await client.get("/v3/api_keys", headers=app.auth())).json()["result"]
         assert key_id in {k["api_key_id"] for k in listed}
-        assert (await client.delete(f"/v3/api_keys/{key_id}", headers=app.auth())).status_code == 204
+        assert (
+            await client.delete(f"/v3/api_keys/{key_id}", headers=app.auth())
+        ).status_code == 204
         ready = (await client.get("/readyz")).json()
         assert ready["database"]["dialect"] == app.ctx.store.dialect

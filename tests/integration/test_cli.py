@@ -26,8 +26,12 @@ def _env(**extra: str) -> dict[str, str]:
 def test_init_json_prints_the_public_contract_once(tmp_path: Path) -> None:
     data = tmp_path / "data"
     out = subprocess.run(
-        [*POSTYARD, "init", "--json"], env=_env(POSTYARD_DATA_DIR=str(data)),
-        capture_output=True, text=True, check=True, timeout=60,
+        [*POSTYARD, "init", "--json"],
+        env=_env(POSTYARD_DATA_DIR=str(data)),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
     )
     result = json.loads(out.stdout)
     assert set(result) == {"admin_url", "admin_email", "admin_password", "tenant_id", "api_key"}
@@ -39,8 +43,11 @@ def test_init_json_prints_the_public_contract_once(tmp_path: Path) -> None:
     assert result["api_key"].encode() not in (data / "postyard.db").read_bytes()
 
     again = subprocess.run(
-        [*POSTYARD, "init", "--json"], env=_env(POSTYARD_DATA_DIR=str(data)),
-        capture_output=True, text=True, timeout=60,
+        [*POSTYARD, "init", "--json"],
+        env=_env(POSTYARD_DATA_DIR=str(data)),
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert again.returncode == 1
     assert "already initialised" in again.stderr
@@ -49,16 +56,21 @@ def test_init_json_prints_the_public_contract_once(tmp_path: Path) -> None:
 
 def test_unknown_environment_key_stops_with_its_name(tmp_path: Path) -> None:
     out = subprocess.run(
-        [*POSTYARD, "init"], env=_env(POSTYARD_HTTP_LISTNE="1"),
-        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        [*POSTYARD, "init"],
+        env=_env(POSTYARD_HTTP_LISTNE="1"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
     )
     assert out.returncode == 2
     assert "POSTYARD_HTTP_LISTNE" in out.stderr
 
 
 def test_config_command_documents_every_key() -> None:
-    out = subprocess.run([*POSTYARD, "config"], capture_output=True, text=True, check=True,
-                         env=_env(), timeout=60)
+    out = subprocess.run(
+        [*POSTYARD, "config"], capture_output=True, text=True, check=True, env=_env(), timeout=60
+    )
     assert "POSTYARD_DATABASE_URL" in out.stdout and "SMTP_RETRY_BASE_DELAY" in out.stdout
 
 
@@ -82,9 +94,10 @@ def test_serve_on_empty_dir_initialises_serves_and_stops_on_sigterm(
     url = f"http://127.0.0.1:{free_tcp_port}"
     proc = subprocess.Popen(
         [*POSTYARD, "serve"],
-        env=_env(POSTYARD_DATA_DIR=str(data),
-                 POSTYARD_HTTP_LISTEN=f"127.0.0.1:{free_tcp_port}"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(POSTYARD_DATA_DIR=str(data), POSTYARD_HTTP_LISTEN=f"127.0.0.1:{free_tcp_port}"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         _wait_ready(url, proc)

@@ -38,8 +38,9 @@ async def test_sendgrid_client_creates_lists_and_deletes_keys(
 async def test_sendgrid_client_reads_scopes_and_errors(appliance: RunningAppliance) -> None:
     def scenario() -> tuple[list[str], ForbiddenError, UnauthorizedError]:
         sg = SendGridAPIClient(api_key=appliance.api_key, host=appliance.base_url)
-        narrow = json.loads(sg.client.api_keys.post(
-            request_body={"name": "narrow", "scopes": ["mail.send"]}).body)
+        narrow = json.loads(
+            sg.client.api_keys.post(request_body={"name": "narrow", "scopes": ["mail.send"]}).body
+        )
         narrow_sg = SendGridAPIClient(api_key=narrow["api_key"], host=appliance.base_url)
         scopes = json.loads(narrow_sg.client.scopes.get().body)["scopes"]
         with pytest.raises(ForbiddenError) as forbidden:

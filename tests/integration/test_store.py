@@ -22,10 +22,16 @@ async def test_queue_index_holds_only_claimable_rows(store: Store) -> None:
 
     def index_sql(conn: sa.Connection) -> str:
         if conn.dialect.name == "sqlite":
-            return str(conn.execute(sa.text(
-                "SELECT sql FROM sqlite_master WHERE name = 'ix_messages_due'")).scalar())
-        return str(conn.execute(sa.text(
-            "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_due'")).scalar())
+            return str(
+                conn.execute(
+                    sa.text("SELECT sql FROM sqlite_master WHERE name = 'ix_messages_due'")
+                ).scalar()
+            )
+        return str(
+            conn.execute(
+                sa.text("SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_messages_due'")
+            ).scalar()
+        )
 
     sql = await store.db.read(index_sql)
     assert "QUEUED" in sql and "DEFERRED" in sql and "due_at" in sql
@@ -50,8 +56,11 @@ async def test_api_keys_are_isolated_per_tenant(store: Store) -> None:
     b = await store.tenants.create("B")
     secret = ApiKeySecret.generate()
     key = await store.api_keys.create(
-        key_id=secret.key_id, tenant_id=a.id, name="a-key",
-        scopes=frozenset({"mail.send"}), secret_hash=secret.secret_hash(),
+        key_id=secret.key_id,
+        tenant_id=a.id,
+        name="a-key",
+        scopes=frozenset({"mail.send"}),
+        secret_hash=secret.secret_hash(),
     )
     assert await store.api_keys.get(a.id, key.id) == key
     assert await store.api_keys.get(b.id, key.id) is None
@@ -65,8 +74,11 @@ async def test_api_key_credentials_carry_hash_and_tenant_status(store: Store) ->
     tenant = await store.tenants.create("A")
     secret = ApiKeySecret.generate()
     await store.api_keys.create(
-        key_id=secret.key_id, tenant_id=tenant.id, name="k",
-        scopes=frozenset({"mail.send", "stats.read"}), secret_hash=secret.secret_hash(),
+        key_id=secret.key_id,
+        tenant_id=tenant.id,
+        name="k",
+        scopes=frozenset({"mail.send", "stats.read"}),
+        secret_hash=secret.secret_hash(),
     )
     creds = await store.api_keys.credentials(secret.key_id)
     assert creds is not None
@@ -82,8 +94,11 @@ async def test_api_key_update_and_delete(store: Store) -> None:
     tenant = await store.tenants.create("A")
     secret = ApiKeySecret.generate()
     await store.api_keys.create(
-        key_id=secret.key_id, tenant_id=tenant.id, name="old",
-        scopes=frozenset({"mail.send"}), secret_hash=secret.secret_hash(),
+        key_id=secret.key_id,
+        tenant_id=tenant.id,
+        name="old",
+        scopes=frozenset({"mail.send"}),
+        secret_hash=secret.secret_hash(),
     )
     renamed = await store.api_keys.update(tenant.id, secret.key_id, name="new")
     assert renamed is not None and renamed.name == "new" and renamed.scopes == {"mail.send"}
@@ -104,8 +119,11 @@ async def test_concurrent_writers_lose_nothing(store: Store) -> None:
     async def add(i: int) -> None:
         secret = ApiKeySecret.generate()
         await store.api_keys.create(
-            key_id=secret.key_id, tenant_id=tenant.id, name=f"k{i}",
-            scopes=frozenset({"mail.send"}), secret_hash=secret.secret_hash(),
+            key_id=secret.key_id,
+            tenant_id=tenant.id,
+            name=f"k{i}",
+            scopes=frozenset({"mail.send"}),
+            secret_hash=secret.secret_hash(),
         )
 
     async with trio.open_nursery() as nursery:

@@ -9,7 +9,7 @@ import trio
 
 from appliance.health import ServiceHealth
 from appliance.supervisor import ServiceSpec
-from tests.support.appliance import run_appliance, appliance_config
+from tests.support.appliance import appliance_config, run_appliance
 
 
 class CrashOnDemand:

@@ -43,8 +43,10 @@ def fresh_database(engine: str, tmp_path: Path) -> Iterator[str]:
         return
     reason = postgres_unavailable()
     if reason is not None:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN_URL} ({reason}); "
-                    "set POSTYARD_TEST_PG to run the PostgreSQL variants")
+        pytest.skip(
+            f"PostgreSQL not reachable at {PG_ADMIN_URL} ({reason}); "
+            "set POSTYARD_TEST_PG to run the PostgreSQL variants"
+        )
     import psycopg
 
     name = f"postyard_test_{secrets.token_hex(6)}"

@@ -6,8 +6,15 @@ from appliance.domain.ids import new_id
 
 
 def test_scope_names_follow_sendgrid() -> None:
-    for name in ["mail.send", "api_keys.read", "api_keys.create", "suppression.bounces.read",
-                 "stats.read", "user.webhooks.event.settings.read", "templates.create"]:
+    for name in [
+        "mail.send",
+        "api_keys.read",
+        "api_keys.create",
+        "suppression.bounces.read",
+        "stats.read",
+        "user.webhooks.event.settings.read",
+        "templates.create",
+    ]:
         assert name in scopes.ALL_SCOPES
 
 
