@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -153,4 +154,105 @@ events = Table(
     Column("data", Text, nullable=False),  # JSON: the rest of the event payload
     Index("ix_events_message", "message_id"),
     Index("ix_events_tenant_created", "tenant_id", "created_at"),
+)
+
+suppressions = Table(
+    "suppressions",
+    metadata,
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    # bounces | blocks | spam_reports | invalid_emails | unsubscribes
+    Column("list_name", String(32), nullable=False),
+    Column("email", String(320), nullable=False),  # normalised (domain lowercased)
+    Column("reason", Text),
+    Column("status", String(64)),  # enhanced status code for bounces and blocks
+    Column("message_id", String(32)),  # the message whose outcome added it, if any
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("tenant_id", "email", "list_name"),
+    Index("ix_suppressions_list_created", "tenant_id", "list_name", "created_at"),
+)
+
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("key", String(255), nullable=False),
+    Column("request_hash", String(64), nullable=False),  # SHA-256 of method, path and body
+    Column("status_code", Integer, nullable=False),
+    Column("response_headers", Text, nullable=False),  # JSON object
+    Column("response_body", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+    PrimaryKeyConstraint("tenant_id", "key"),
+)
+
+mail_batches = Table(
+    "mail_batches",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("status", String(16), nullable=False, server_default="active"),  # active|pause|cancel
+    Column("created_at", Float, nullable=False),
+)
+
+domains = Table(
+    "domains",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(253), nullable=False, unique=True),  # lowercased, IDNA (A-label)
+    Column("is_active", Boolean, nullable=False, server_default=text("true")),
+    Column("verified", Boolean, nullable=False, server_default=text("false")),
+    Column("verified_at", Float),
+    Column("last_checked_at", Float),
+    Column("last_check", Text),  # JSON: per-record results of the last verification
+    Column("ownership_token", String(64), nullable=False),
+    Column("bounce_subdomain", String(63), nullable=False, server_default="bounces"),
+    Column("dkim_selector", String(63), nullable=False),
+    Column("dkim_algorithm", String(32), nullable=False),  # rsa-sha256 | ed25519-sha256
+    Column("dkim_private_key", Text, nullable=False),  # encrypted with the secret box
+    Column("dkim_public_txt", Text, nullable=False),
+    # A rotation stages the new key here; it replaces the current one once its
+    # DNS record verifies, so signing never uses an unpublished key.
+    Column("pending_dkim_selector", String(63)),
+    Column("pending_dkim_algorithm", String(32)),
+    Column("pending_dkim_private_key", Text),
+    Column("pending_dkim_public_txt", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_domains_tenant", "tenant_id"),
+)
+
+templates = Table(
+    "templates",
+    metadata,
+    Column("id", String(64), primary_key=True),  # d-<32 hex> (dynamic) or a UUID (legacy)
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(100), nullable=False),
+    Column("generation", String(16), nullable=False),  # legacy | dynamic
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_templates_tenant", "tenant_id"),
+)
+
+template_versions = Table(
+    "template_versions",
+    metadata,
+    Column("id", String(64), primary_key=True),  # UUID, as SendGrid
+    Column(
+        "template_id",
+        String(64),
+        ForeignKey("templates.id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("name", String(100), nullable=False),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("html_content", Text, nullable=False, server_default=""),
+    Column("plain_content", Text, nullable=False, server_default=""),
+    Column("generate_plain_content", Boolean, nullable=False, server_default=text("true")),
+    Column("active", Integer, nullable=False, server_default="0"),  # 1 = the version used
+    Column("editor", String(16), nullable=False, server_default="code"),
+    Column("test_data", Text),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
 )

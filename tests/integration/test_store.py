@@ -131,3 +131,16 @@ async def test_concurrent_writers_lose_nothing(store: Store) -> None:
             nursery.start_soon(add, i)
     assert await store.api_keys.count(tenant.id) == 40
     assert len(await store.api_keys.for_tenant(tenant.id, limit=10)) == 10
+
+
+async def test_migrations_match_the_schema_module(store: Store) -> None:
+    """schema.py and the Alembic revisions describe the same tables on both engines."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from appliance.store.schema import metadata
+
+    def diff(conn: sa.Connection) -> list[object]:
+        return list(compare_metadata(MigrationContext.configure(conn), metadata))
+
+    assert await store.db.read(diff) == []
