@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("config", help="list every configuration key with its default")
 
+    render = sub.add_parser("render", help="print the final, DKIM-signed MIME of a message")
+    _common(render)
+    render.add_argument("message_id", help="message id (msg_…)")
+
     tenant = sub.add_parser("tenant", help="manage tenants")
     tenant_sub = tenant.add_subparsers(dest="tenant_command", required=True)
     t_create = tenant_sub.add_parser("create", help="create a tenant and its first API key")
@@ -154,6 +158,29 @@ async def _cmd_api_key(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+async def _cmd_render(args: argparse.Namespace, config: Config) -> int:
+    import time
+
+    from appliance.runner import open_appliance
+    from appliance.services.composer import ComposeError, Composer
+
+    async with open_appliance(config) as ctx:
+        message = await ctx.store.messages.get(None, args.message_id)
+        if message is None:
+            print(f"postyard: no message {args.message_id}", file=sys.stderr)
+            return 1
+        try:
+            composed = await Composer(ctx).compose(message, now=time.time())
+        except ComposeError as exc:
+            print(f"postyard: cannot render {message.id}: {exc}", file=sys.stderr)
+            return 1
+    print(f"# envelope from: {composed.envelope_from}", file=sys.stderr)
+    print(f"# envelope to:   {composed.recipient}", file=sys.stderr)
+    sys.stdout.buffer.write(composed.data)
+    sys.stdout.flush()
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "config":
@@ -180,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(json.dumps({"revision": migrate.current_revision(db)}))
             db.dispose()
             return 0
+        if args.command == "render":
+            return trio.run(_cmd_render, args, config)
         if args.command == "tenant":
             return trio.run(_cmd_tenant, args, config)
         if args.command == "api-key":

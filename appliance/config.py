@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -70,6 +71,16 @@ class Config:
     hostname: str = _key("", "Name this node uses in EHLO and Message-IDs; empty = system FQDN.")
     dns_nameservers: tuple[str, ...] = _key(
         (), "DNS servers as host:port, comma separated; empty = system resolver."
+    )
+    outbound_ips: tuple[str, ...] = _key(
+        (),
+        "Public addresses (or CIDR ranges) mail leaves from, comma separated; sending "
+        "domains' SPF records authorize them as ip4:/ip6: terms.",
+    )
+    spf_include: str = _key(
+        "",
+        "A domain whose SPF record covers the outbound addresses (include: term of sending "
+        "domains' SPF records). Sending domains need this or outbound_ips.",
     )
     smtp_port: int = _key(25, "Port used when connecting to recipient MX hosts.")
     smtp_max_retries: int = _key(
@@ -261,6 +272,18 @@ def _check(config: Config) -> None:
         raise ConfigError("smtp_retry_base_delay: must be a positive number of seconds")
     if config.api_rate_limit <= 0 or config.api_rate_window <= 0:
         raise ConfigError("api_rate_limit and api_rate_window must be positive")
+    for ip in config.outbound_ips:
+        try:
+            ipaddress.ip_network(ip, strict=False)
+        except ValueError:
+            raise ConfigError(f"outbound_ips: {ip!r} is not an IP address or CIDR range") from None
+    if config.spf_include and (
+        any(ch.isspace() for ch in config.spf_include) or ":" in config.spf_include
+    ):
+        raise ConfigError(
+            f"spf_include: expected a domain name such as _spf.example.com, "
+            f"got {config.spf_include!r}"
+        )
     if config.database_url and not config.database_url.startswith(("sqlite", "postgresql")):
         raise ConfigError(
             "database_url: only sqlite:/// and postgresql+psycopg:// URLs are supported, got "

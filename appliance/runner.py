@@ -12,6 +12,7 @@ import trio
 
 from appliance.config import Config
 from appliance.context import AppContext
+from appliance.net.dns import init_dns_backend
 from appliance.provisioning import (
     InitResult,
     ensure_secret_key,
@@ -29,6 +30,7 @@ log = logging.getLogger("appliance")
 @asynccontextmanager
 async def open_appliance(config: Config) -> AsyncIterator[AppContext]:
     """Open the store (migrating it) and build the shared context."""
+    init_dns_backend()
     store = await Store.open(config.effective_database_url, pool_size=config.db_pool_size)
     try:
         yield AppContext.build(config, store, load_secret_box(config))

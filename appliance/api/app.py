@@ -12,11 +12,12 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from appliance import logs
-from appliance.api import api_keys, auth_me, ops
+from appliance.api import api_keys, auth_me, domains, mail_send, messages, ops, templates
 from appliance.api.errors import ApiError, FieldError, error_response
 from appliance.api.rate_limit import RateLimiter
 from appliance.context import AppContext
 from appliance.domain.ids import request_id as new_request_id
+from appliance.domain.send_request import MAX_REQUEST_BYTES
 
 log = logging.getLogger("appliance.http")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -24,7 +25,7 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 def create_app(ctx: AppContext) -> QuartTrio:
     app = QuartTrio("appliance")
-    app.config["MAX_CONTENT_LENGTH"] = 32 * 1024 * 1024
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES + 64 * 1024
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["postyard"] = ctx
     QuartSchema(
@@ -39,7 +40,15 @@ def create_app(ctx: AppContext) -> QuartTrio:
     limiter = RateLimiter(limit=ctx.config.api_rate_limit, window=ctx.config.api_rate_window)
     app.extensions["postyard.rate_limiter"] = limiter
 
-    for blueprint in (ops.blueprint, api_keys.blueprint, auth_me.blueprint):
+    for blueprint in (
+        ops.blueprint,
+        api_keys.blueprint,
+        auth_me.blueprint,
+        domains.blueprint,
+        mail_send.blueprint,
+        messages.blueprint,
+        templates.blueprint,
+    ):
         app.register_blueprint(blueprint)
 
     @app.before_request

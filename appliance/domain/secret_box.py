@@ -7,6 +7,10 @@ with several keys: the first encrypts, all of them decrypt.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 
@@ -20,6 +24,7 @@ class SecretBox:
             raise ValueError("SecretBox needs at least one key")
         try:
             self._fernet = MultiFernet([Fernet(k) for k in keys])
+            self._primary = base64.urlsafe_b64decode(keys[0])
         except ValueError as exc:
             raise SecretBoxError(
                 f"secret key is not a valid Fernet key ({exc}); "
@@ -29,6 +34,14 @@ class SecretBox:
     @staticmethod
     def generate_key() -> bytes:
         return Fernet.generate_key()
+
+    def derive(self, purpose: str) -> bytes:
+        """A stable 32-byte key for one purpose (e.g. signing tracking links).
+
+        Derived from the primary key with HMAC-SHA256, so one secret in the
+        data directory serves every purpose without reusing key material.
+        """
+        return hmac.new(self._primary, purpose.encode(), hashlib.sha256).digest()
 
     def encrypt(self, plaintext: bytes) -> str:
         return self._fernet.encrypt(plaintext).decode("ascii")

@@ -6,7 +6,13 @@ import trio
 
 from appliance.store import migrate
 from appliance.store.api_keys import ApiKeys
+from appliance.store.batches import Batches
 from appliance.store.database import Database
+from appliance.store.domains import Domains
+from appliance.store.idempotency import IdempotencyKeys
+from appliance.store.messages import Messages
+from appliance.store.suppressions import Suppressions
+from appliance.store.templates import Templates
 from appliance.store.tenants import Tenants
 from appliance.store.users import Users
 
@@ -17,6 +23,12 @@ class Store:
         self.tenants = Tenants(db)
         self.users = Users(db)
         self.api_keys = ApiKeys(db)
+        self.messages = Messages(db)
+        self.suppressions = Suppressions(db)
+        self.idempotency = IdempotencyKeys(db)
+        self.batches = Batches(db)
+        self.domains = Domains(db)
+        self.templates = Templates(db)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 8, migrate_schema: bool = True) -> Store:
