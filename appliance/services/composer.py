@@ -12,6 +12,7 @@ import base64
 import hashlib
 import hmac
 import json
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +25,8 @@ from appliance.domain.send_validation import parse_send_request
 from appliance.protocols.dkim_signer import DkimSigner
 from appliance.store.domains import Domain, signing_material
 from appliance.store.messages import Message
+
+log = logging.getLogger("appliance.composer")
 
 
 class ComposeError(Exception):
@@ -120,6 +123,19 @@ class Composer:
         return ComposedMessage(
             message.id, verp_address(message.id, bounce_domain), message.recipient, signed
         )
+
+    async def compose_or_fail(self, message: Message, *, now: float) -> ComposedMessage | None:
+        """Compose, or make the message FAILED with the reason (never left in PROCESSING)."""
+        try:
+            return await self.compose(message, now=now)
+        except ComposeError as exc:
+            await self._ctx.store.messages.fail(
+                message.id, reason="render_failed", error_message=str(exc), now=now
+            )
+            log.warning(
+                "message failed to render", extra={"message_id": message.id, "error": str(exc)}
+            )
+            return None
 
     async def _request(self, message: Message) -> SendRequest:
         cached = self._requests.get(message.request_id)

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from appliance.domain.acceptance import AcceptancePlan, encode_event_data, recipient_domain
 from appliance.domain.ids import new_id
 from appliance.domain.message_status import (
+    TERMINAL,
     MessageStatus,
     cancel_refusal,
     retry_refusal,
@@ -345,6 +346,56 @@ class Messages:
                 ],
             )
             return ActionOutcome(_message(conn.execute(sa.select(messages).where(*where)).one()))
+
+        return await self._db.write(fn)
+
+    async def fail(
+        self, message_id: str, *, reason: str, error_message: str, now: float
+    ) -> Message | None:
+        """Make a message FAILED with a sentence saying why, and record a ``dropped`` event.
+
+        Only a message not yet in a terminal state changes; returns it as it is after.
+        """
+        terminal = [s.value for s in TERMINAL]
+
+        def fn(conn: sa.Connection) -> Message | None:
+            row = conn.execute(sa.select(messages).where(messages.c.id == message_id)).first()
+            if row is None:
+                return None
+            current = _message(row)
+            if current.status.value in terminal:
+                return current
+            conn.execute(
+                messages.update()
+                .where(messages.c.id == message_id, messages.c.status.not_in(terminal))
+                .values(
+                    status=MessageStatus.FAILED.value,
+                    error_message=error_message,
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=now,
+                )
+            )
+            conn.execute(
+                events.insert(),
+                [
+                    event_row(
+                        current.tenant_id,
+                        message_id,
+                        "dropped",
+                        current.recipient,
+                        {
+                            "x_message_id": current.request_id,
+                            "reason": reason,
+                            "reason_text": error_message,
+                        },
+                        now,
+                    )
+                ],
+            )
+            return _message(
+                conn.execute(sa.select(messages).where(messages.c.id == message_id)).one()
+            )
 
         return await self._db.write(fn)
 

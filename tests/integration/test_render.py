@@ -186,3 +186,30 @@ async def test_postyard_render_prints_the_signed_mime(appliance: RunningApplianc
     )
     assert missing.returncode == 1
     assert b"no message msg_nope" in missing.stderr
+
+
+async def test_render_failure_makes_the_message_failed_with_the_reason(
+    appliance: RunningAppliance,
+) -> None:
+    """Seed 000: a message that cannot render must never sit in PROCESSING."""
+    domain, _ = await verified_domain(appliance, "render.example.test")
+    ids = await _queue(
+        appliance,
+        {
+            "personalizations": [{"to": [{"email": "a@example.org"}]}],
+            "from": {"email": FROM},
+            "subject": "s",
+            "content": [{"type": "text/plain", "value": "x"}],
+        },
+    )
+    store = appliance.ctx.store
+    await store.domains.set_active(domain.tenant_id, domain.id, False)
+    message = await store.messages.get(None, ids[0])
+    assert message is not None
+    assert await Composer(appliance.ctx).compose_or_fail(message, now=time.time()) is None
+    async with httpx.AsyncClient(base_url=appliance.base_url, headers=appliance.auth()) as http:
+        detail = (await http.get(f"/v3/messages/{ids[0]}")).json()
+    assert detail["status"] == "FAILED"
+    assert "render.example.test is not verified or not active" in detail["error_message"]
+    assert [e["event_type"] for e in detail["events"]] == ["processed", "dropped"]
+    assert detail["events"][1]["reason"] == "render_failed"
