@@ -1,6 +1,6 @@
 """Accuracy of parse_bounce on the shared corpus of 360 real bounces (run with -s for figures).
 
-Scoring follows /work/shared/corpus/bounces/README.md:
+Scoring follows ../shared/corpus/bounces/README.md (beside the repo):
 
 - recipients: every failed recipient of every bounce (``bounce: true``), a match
   on ``recipient`` or ``original_recipient`` counting; the one row whose
@@ -28,7 +28,7 @@ from appliance.domain.bounce_report import (
     parse_bounce,
 )
 
-CORPUS = Path("/work/shared/corpus/bounces")
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "bounces"
 
 pytestmark = pytest.mark.skipif(
     not (CORPUS / "expected.jsonl").is_file(), reason="bounce corpus not present"

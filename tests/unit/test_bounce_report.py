@@ -13,7 +13,7 @@ from appliance.domain import bounce_report
 from appliance.domain.bounce_report import BounceKind, BounceReport, parse_bounce
 from appliance.protocols import bounce_mime
 
-CORPUS = Path("/work/shared/corpus/bounces/messages")
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "bounces" / "messages"
 
 DSN = b"""\
 From: Mail Delivery System <MAILER-DAEMON@mx.example.net>
