@@ -29,15 +29,15 @@ from enum import Enum
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-DkimPrivateKey = rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey
+from appliance.protocols.dkim_signer import MIN_RSA_BITS, DkimKeyError
+from appliance.protocols.dkim_signer import SigningKey as DkimPrivateKey
+from appliance.protocols.dkim_signer import load_signing_key as load_private_key
+
+__all__ = ["MIN_RSA_BITS", "DkimKeyError", "DkimPrivateKey", "load_private_key"]
+
 
 SELECTOR_PREFIX = "py"
 _SELECTOR_RE = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
-MIN_RSA_BITS = 1024  # RFC 8301 §3.2: verifiers MUST NOT accept shorter keys.
-
-
-class DkimKeyError(ValueError):
-    """A stored or supplied key cannot be used for DKIM (our data is bad)."""
 
 
 class DkimAlgorithm(Enum):
@@ -118,24 +118,6 @@ def private_key_to_pem(key: DkimPrivateKey) -> bytes:
         format=serialization.PrivateFormat.PKCS8,
         encryption_algorithm=serialization.NoEncryption(),
     )
-
-
-def load_private_key(pem: bytes) -> DkimPrivateKey:
-    """Parse a PEM private key (PKCS#8 or PKCS#1) usable for DKIM."""
-    try:
-        key = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as exc:
-        raise DkimKeyError(f"DKIM private key is not an unencrypted PEM key: {exc}") from exc
-    if isinstance(key, rsa.RSAPrivateKey):
-        if key.key_size < MIN_RSA_BITS:
-            raise DkimKeyError(
-                f"DKIM RSA key has {key.key_size} bits; receivers reject keys "
-                f"shorter than {MIN_RSA_BITS} (generate a new 2048-bit key)"
-            )
-        return key
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        return key
-    raise DkimKeyError(f"DKIM keys must be RSA or Ed25519, not {type(key).__name__}")
 
 
 def algorithm_of(key: DkimPrivateKey) -> DkimAlgorithm:

@@ -78,7 +78,7 @@ DEFAULT_OVERSIGNED_HEADERS: tuple[str, ...] = ("from",)
 
 _HEADER_NAME = b"DKIM-Signature"
 _CANONICALIZATION = b"relaxed/relaxed"
-_MIN_RSA_BITS = 1024
+MIN_RSA_BITS = 1024  # RFC 8301 §3.2: verifiers MUST NOT accept shorter keys.
 
 
 class DkimKeyError(ValueError):
@@ -112,7 +112,7 @@ class DkimSigner:
     ) -> None:
         self._domain = _ascii_name(domain.rstrip("."), "domain")
         self._selector = _ascii_name(selector, "selector")
-        self._key = _load_key(private_key_pem)
+        self._key = load_signing_key(private_key_pem)
         self._algorithm = (
             b"rsa-sha256" if isinstance(self._key, rsa.RSAPrivateKey) else b"ed25519-sha256"
         )
@@ -200,14 +200,18 @@ class DkimSigner:
         return f"DkimSigner({self.domain!r}, {self.selector!r}, {self.algorithm})"
 
 
-def _load_key(pem: bytes) -> SigningKey:
+def load_signing_key(pem: bytes) -> SigningKey:
+    """Parse a PEM private key (PKCS#8 or PKCS#1) usable for DKIM."""
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:
         raise DkimKeyError(f"DKIM private key is not an unencrypted PEM key: {exc}") from exc
     if isinstance(key, rsa.RSAPrivateKey):
-        if key.key_size < _MIN_RSA_BITS:
-            raise DkimKeyError(f"DKIM RSA key has {key.key_size} bits, fewer than 1024")
+        if key.key_size < MIN_RSA_BITS:
+            raise DkimKeyError(
+                f"DKIM RSA key has {key.key_size} bits; receivers reject keys "
+                f"shorter than {MIN_RSA_BITS} (generate a new 2048-bit key)"
+            )
         return key
     if isinstance(key, ed25519.Ed25519PrivateKey):
         return key
