@@ -33,7 +33,22 @@ from appliance.protocols.dkim_signer import MIN_RSA_BITS, DkimKeyError
 from appliance.protocols.dkim_signer import SigningKey as DkimPrivateKey
 from appliance.protocols.dkim_signer import load_signing_key as load_private_key
 
-__all__ = ["MIN_RSA_BITS", "DkimKeyError", "DkimPrivateKey", "load_private_key"]
+__all__ = [
+    "MIN_RSA_BITS",
+    "SELECTOR_PREFIX",
+    "DkimAlgorithm",
+    "DkimKeyError",
+    "DkimKeyPair",
+    "DkimPrivateKey",
+    "algorithm_of",
+    "check_selector",
+    "generate_key_pair",
+    "load_private_key",
+    "new_selector",
+    "private_key_to_pem",
+    "public_key_b64",
+    "public_txt_value",
+]
 
 
 SELECTOR_PREFIX = "py"
