@@ -401,3 +401,73 @@ async def test_mail_send_needs_the_mail_send_scope(sender: RunningAppliance) -> 
         await trio.to_thread.run_sync(send)
     assert caught.value.status_code == 403
     assert caught.value.to_dict["errors"][0]["message"] == "Missing required scope: mail.send"
+
+
+def _base(**extra: Any) -> dict[str, Any]:
+    return {
+        "personalizations": [{"to": [{"email": "a@example.org"}]}],
+        "from": {"email": FROM},
+        "subject": "s",
+        "content": [{"type": "text/plain", "value": "x"}],
+        **extra,
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "message_part"),
+    [
+        (
+            {
+                **_base(),
+                "personalizations": [{"to": [{"email": f"p{i}@example.org"}]} for i in range(1001)],
+            },
+            "personalizations",
+            "1000 personalizations",
+        ),
+        (_base(custom_args={f"k{i}": "v" * 100 for i in range(120)}), "custom_args", ""),
+        (_base(send_at=2_000_000_000), "send_at", "72 hours"),
+        (
+            _base(reply_to={"email": "a@example.org"}, reply_to_list=[{"email": "b@example.org"}]),
+            "reply_to",
+            "",
+        ),
+        (
+            _base(attachments=[{"content": "not base64!", "filename": "a.txt"}]),
+            "attachments.0.content",
+            "",
+        ),
+    ],
+    ids=[
+        "1001-personalizations",
+        "custom-args-over-10000-bytes",
+        "send-at-beyond-72h",
+        "reply-to-and-list",
+        "attachment-not-base64",
+    ],
+)
+async def test_limits_reach_the_sendgrid_client(
+    sender: RunningAppliance, body: dict[str, Any], field: str, message_part: str
+) -> None:
+    def post() -> None:
+        _client(sender).client.mail.send.post(request_body=body)
+
+    with pytest.raises(BadRequestsError) as caught:
+        await trio.to_thread.run_sync(post)
+    errors = caught.value.to_dict["errors"]
+    match = [e for e in errors if (e["field"] or "").startswith(field)]
+    assert match, f"no error for field {field}: {errors}"
+    assert message_part.lower() in match[0]["message"].lower()
+
+
+async def test_413_reaches_the_sendgrid_client(sender: RunningAppliance) -> None:
+    from python_http_client.exceptions import PayloadTooLargeError
+
+    big = base64.b64encode(b"x" * (23 * 1024 * 1024)).decode()
+    body = _base(attachments=[{"content": big, "filename": "big.bin"}])
+
+    def post() -> None:
+        _client(sender).client.mail.send.post(request_body=body)
+
+    with pytest.raises(PayloadTooLargeError) as caught:
+        await trio.to_thread.run_sync(post)
+    assert caught.value.to_dict["errors"][0]["message"] == "content too large"
