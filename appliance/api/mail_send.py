@@ -24,6 +24,7 @@ from quart_schema import tag
 from appliance import logs
 from appliance.api.authz import app_ctx, principal, requires
 from appliance.api.errors import ApiError, FieldError
+from appliance.api.request_body import raw_body
 from appliance.domain.acceptance import plan_acceptance, suppression_key
 from appliance.domain.ids import new_id
 from appliance.domain.send_errors import SendValidationError
@@ -58,13 +59,7 @@ _key_locks = _KeyLocks()
 
 
 async def _read_body() -> tuple[bytes, object]:
-    length = request.content_length
-    if length is not None and length > MAX_REQUEST_BYTES:
-        raise ApiError(413, "content too large", None, "the limit is 30 MB per request")
-    raw = await request.get_data(as_text=False, parse_form_data=False)
-    assert isinstance(raw, bytes)
-    if len(raw) > MAX_REQUEST_BYTES:
-        raise ApiError(413, "content too large", None, "the limit is 30 MB per request")
+    raw = await raw_body(max_bytes=MAX_REQUEST_BYTES)
     try:
         return raw, json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):

@@ -18,7 +18,6 @@ from appliance.domain.send_request import (
     ContentType,
     EmailAddress,
     SendRequest,
-    TemplateKind,
 )
 from appliance.domain.templating import (
     TemplatePart,
@@ -144,7 +143,3 @@ def _append_html(html: str, footer: str) -> str:
     lowered = html.lower()
     at = lowered.rfind("</body>")
     return f"{html[:at]}{footer}{html[at:]}" if at != -1 else f"{html}{footer}"
-
-
-def template_kind_matches(request: SendRequest, template: TemplateSource) -> bool:
-    return (request.template_kind is TemplateKind.DYNAMIC) == template.dynamic

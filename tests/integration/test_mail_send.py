@@ -44,6 +44,18 @@ def _client(app: RunningAppliance) -> SendGridAPIClient:
     return SendGridAPIClient(api_key=app.api_key, host=app.base_url)
 
 
+async def _rejected(app: RunningAppliance, body: dict[str, Any]) -> list[dict[str, Any]]:
+    """POST the body with the sendgrid client; return the errors of its 400."""
+
+    def post() -> None:
+        _client(app).client.mail.send.post(request_body=body)
+
+    with pytest.raises(BadRequestsError) as caught:
+        await trio.to_thread.run_sync(post)
+    errors: list[dict[str, Any]] = caught.value.to_dict["errors"]
+    return errors
+
+
 async def _send(app: RunningAppliance, mail: Mail) -> Any:
     return await trio.to_thread.run_sync(_client(app).send, mail)
 
@@ -241,12 +253,7 @@ async def test_inactive_domain_is_403(sender: RunningAppliance) -> None:
 async def test_validation_errors_reach_the_sendgrid_client(
     sender: RunningAppliance, body: dict[str, Any], field: str, message_part: str
 ) -> None:
-    def post() -> None:
-        _client(sender).client.mail.send.post(request_body=body)
-
-    with pytest.raises(BadRequestsError) as caught:
-        await trio.to_thread.run_sync(post)
-    errors = caught.value.to_dict["errors"]
+    errors = await _rejected(sender, body)
     match = [e for e in errors if e["field"] == field]
     assert match, f"no error for field {field}: {errors}"
     assert message_part.lower() in match[0]["message"].lower()
@@ -448,12 +455,7 @@ def _base(**extra: Any) -> dict[str, Any]:
 async def test_limits_reach_the_sendgrid_client(
     sender: RunningAppliance, body: dict[str, Any], field: str, message_part: str
 ) -> None:
-    def post() -> None:
-        _client(sender).client.mail.send.post(request_body=body)
-
-    with pytest.raises(BadRequestsError) as caught:
-        await trio.to_thread.run_sync(post)
-    errors = caught.value.to_dict["errors"]
+    errors = await _rejected(sender, body)
     match = [e for e in errors if (e["field"] or "").startswith(field)]
     assert match, f"no error for field {field}: {errors}"
     assert message_part.lower() in match[0]["message"].lower()
