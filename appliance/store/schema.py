@@ -217,6 +217,10 @@ domains = Table(
     Column("pending_dkim_algorithm", String(32)),
     Column("pending_dkim_private_key", Text),
     Column("pending_dkim_public_txt", Text),
+    # Warm-up: set when the operator turns it on; daily caps rise from this day.
+    Column("warmup_started_at", Float),
+    # Reply forwarding: mail to this domain (its MX pointed at us) goes here.
+    Column("forward_to", String(320)),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_domains_tenant", "tenant_id"),
@@ -255,4 +259,68 @@ template_versions = Table(
     Column("test_data", Text),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
+)
+
+relays = Table(
+    "relays",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),
+    Column("host", String(253), nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("tls_mode", String(16), nullable=False),  # starttls | implicit | none
+    Column("verify_tls", Boolean, nullable=False, server_default=text("true")),
+    Column("username", String(255)),
+    Column("password", Text),  # encrypted with the secret box
+    Column("auth_mechanism", String(16)),  # PLAIN | LOGIN | None (the best offered)
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+ip_pools = Table(
+    "ip_pools",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(64), nullable=False, unique=True),  # the send request's ip_pool_name
+    Column("addresses", Text, nullable=False),  # JSON list of source IP addresses
+    Column("relay_id", String(32), ForeignKey("relays.id", ondelete="SET NULL")),
+    Column("warmup_started_at", Float),  # None: no warm-up caps
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Messages sent per day and scope ("pool:<name>", "domain:<name>"), for warm-up caps.
+send_counters = Table(
+    "send_counters",
+    metadata,
+    Column("scope", String(300), nullable=False),
+    Column("day", String(10), nullable=False),  # UTC date, YYYY-MM-DD
+    Column("count", Integer, nullable=False, server_default="0"),
+    PrimaryKeyConstraint("scope", "day"),
+)
+
+# Every message our inbound server accepted: DSNs, complaints, auto-replies,
+# forwarded replies. Kept whether or not it matched a message of ours, so an
+# unmatched report is visible, never silently dropped.
+inbound_reports = Table(
+    "inbound_reports",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("received_at", Float, nullable=False),
+    Column("remote_ip", String(64)),
+    Column("envelope_from", String(320)),
+    Column("envelope_to", Text, nullable=False),  # JSON list
+    # hard | soft | block | complaint | delayed | not_a_bounce | forwarded
+    Column("kind", String(16), nullable=False),
+    Column("tenant_id", String(32)),
+    Column("message_id", String(32)),  # the message it was matched to, if any
+    Column("matched_by", String(16)),  # verp | header | message_id
+    Column("recipient", String(320)),
+    Column("status", String(32)),
+    Column("diagnostic_code", Text),
+    Column("reporting_mta", String(255)),
+    Column("report", Text, nullable=False),  # JSON: the parser's full result
+    Column("raw", LargeBinary, nullable=False),  # zlib-compressed message as received
+    Index("ix_inbound_reports_received", "received_at"),
+    Index("ix_inbound_reports_message", "message_id"),
 )
