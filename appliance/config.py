@@ -83,6 +83,30 @@ class Config:
         "domains' SPF records). Sending domains need this or outbound_ips.",
     )
     smtp_port: int = _key(25, "Port used when connecting to recipient MX hosts.")
+    tls_cert_file: str = _key(
+        "",
+        "PEM certificate chain for STARTTLS on the inbound and submission listeners; "
+        "empty = no STARTTLS offered.",
+    )
+    tls_key_file: str = _key("", "PEM private key of tls_cert_file.")
+    delivery_concurrency: int = _key(
+        100, "Messages the delivery engine works on at once (claimed and not yet settled)."
+    )
+    destination_connections: int = _key(
+        4, "Most simultaneous SMTP connections to one destination (recipient domain or relay)."
+    )
+    destination_rate: float = _key(
+        0.0, "Most messages per second to one destination; 0 = no limit.", unit="messages/s"
+    )
+    messages_per_connection: int = _key(
+        100, "Messages sent over one SMTP connection before it is closed and a new one opened."
+    )
+    lease_duration: float = _key(
+        300 * SECONDS,
+        "How long a claimed message belongs to this node; a crashed node's claims return to "
+        "the queue after it (live nodes renew theirs).",
+        unit="s",
+    )
     smtp_max_retries: int = _key(
         5, "Delivery attempts after the first before a soft bounce.", env=("SMTP_MAX_RETRIES",)
     )

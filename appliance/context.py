@@ -27,6 +27,13 @@ class AppContext:
     shutdown: trio.Event = field(default_factory=trio.Event)
     node_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     http_url: str | None = None  # set by the HTTP service once it listens
+    # Bound addresses ("host:port") of the SMTP listeners, set by each once it listens.
+    listeners: dict[str, str] = field(default_factory=dict)
+    # Set when mail is accepted, so the delivery engine claims it now rather than at its next poll.
+    queue_wakeup: trio.Event = field(default_factory=trio.Event)
+
+    def wake_delivery(self) -> None:
+        self.queue_wakeup.set()
 
     @classmethod
     def build(cls, config: Config, store: Store, secrets: SecretBox) -> AppContext:

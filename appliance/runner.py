@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Collection
 from contextlib import asynccontextmanager
 from functools import partial
 
@@ -38,8 +38,15 @@ async def open_appliance(config: Config) -> AsyncIterator[AppContext]:
         store.close()
 
 
-def service_specs(ctx: AppContext) -> list[ServiceSpec]:
-    return [ServiceSpec("http", partial(http.run, ctx))]
+def service_specs(ctx: AppContext, only: Collection[str] | None = None) -> list[ServiceSpec]:
+    """The appliance's services; ``only`` picks some by name (tests run a subset)."""
+    specs = [ServiceSpec("http", partial(http.run, ctx))]
+    if only is not None:
+        unknown = set(only) - {s.name for s in specs}
+        if unknown:
+            raise ValueError(f"unknown services: {', '.join(sorted(unknown))}")
+        specs = [s for s in specs if s.name in only]
+    return specs
 
 
 def make_supervisor(ctx: AppContext, specs: list[ServiceSpec]) -> Supervisor:

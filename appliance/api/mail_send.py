@@ -146,6 +146,7 @@ async def _accept(raw: bytes, body: object) -> Response:
         batch_id=mail.batch_id,
         now=now,
     )
+    ctx.wake_delivery()
     log.info(
         "mail accepted",
         extra={"x_message_id": request_id, "messages": len(plan.messages), "dropped": plan.dropped},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +41,8 @@ def appliance_config(data_dir: Path, database_url: str, **overrides: Any) -> Con
         "data_dir": str(data_dir),
         "database_url": database_url,
         "http_listen": "127.0.0.1:0",
+        "inbound_listen": "127.0.0.1:0",
+        "submission_listen": "127.0.0.1:0",
         "heartbeat_interval": 0.2,
         "shutdown_grace": 3,
         "restart_backoff_max": 0.5,
@@ -51,11 +53,16 @@ def appliance_config(data_dir: Path, database_url: str, **overrides: Any) -> Con
 
 @asynccontextmanager
 async def run_appliance(
-    config: Config, *, extra_services: list[ServiceSpec] | None = None
+    config: Config,
+    *,
+    services: Collection[str] = ("http",),
+    extra_services: list[ServiceSpec] | None = None,
 ) -> AsyncIterator[RunningAppliance]:
+    """Run the named services of the appliance (by default only HTTP: nothing is delivered)."""
     async with open_appliance_initialized(config) as (ctx, created):
         assert created is not None, "tests start from an empty store"
-        supervisor = make_supervisor(ctx, service_specs(ctx) + (extra_services or []))
+        specs = service_specs(ctx, only=services) + (extra_services or [])
+        supervisor = make_supervisor(ctx, specs)
         async with trio.open_nursery() as nursery:
             await nursery.start(supervisor.run)
             yield RunningAppliance(ctx, supervisor, created)
