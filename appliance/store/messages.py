@@ -93,7 +93,7 @@ class ActionOutcome:
     refusal: str | None = None
 
 
-def _message(row: Any) -> Message:
+def message_from_row(row: Any) -> Message:
     return Message(
         row.id,
         row.tenant_id,
@@ -223,7 +223,7 @@ class Messages:
             if tenant_id is not None:
                 query = query.where(messages.c.tenant_id == tenant_id)
             row = conn.execute(query).first()
-            return _message(row) if row else None
+            return message_from_row(row) if row else None
 
         return await self._db.read(fn)
 
@@ -261,7 +261,7 @@ class Messages:
                 .order_by(messages.c.created_at.desc(), messages.c.id.desc())
                 .limit(limit)
             )
-            return [_message(r) for r in conn.execute(query).all()]
+            return [message_from_row(r) for r in conn.execute(query).all()]
 
         return await self._db.read(fn)
 
@@ -300,7 +300,7 @@ class Messages:
             row = conn.execute(sa.select(messages).where(*where)).first()
             if row is None:
                 return ActionOutcome(None)
-            current = _message(row)
+            current = message_from_row(row)
             lease_expired = current.lease_until is None or current.lease_until < now
             if action == "retry":
                 refusal = retry_refusal(current.status, lease_expired=lease_expired)
@@ -330,7 +330,7 @@ class Messages:
                 .values(**values)
             )
             if result.rowcount != 1:
-                fresh = _message(conn.execute(sa.select(messages).where(*where)).one())
+                fresh = message_from_row(conn.execute(sa.select(messages).where(*where)).one())
                 return ActionOutcome(fresh, f"message changed to {fresh.status} meanwhile")
             conn.execute(
                 events.insert(),
@@ -345,7 +345,9 @@ class Messages:
                     )
                 ],
             )
-            return ActionOutcome(_message(conn.execute(sa.select(messages).where(*where)).one()))
+            return ActionOutcome(
+                message_from_row(conn.execute(sa.select(messages).where(*where)).one())
+            )
 
         return await self._db.write(fn)
 
@@ -362,7 +364,7 @@ class Messages:
             row = conn.execute(sa.select(messages).where(messages.c.id == message_id)).first()
             if row is None:
                 return None
-            current = _message(row)
+            current = message_from_row(row)
             if current.status.value in terminal:
                 return current
             conn.execute(
@@ -393,11 +395,24 @@ class Messages:
                     )
                 ],
             )
-            return _message(
+            return message_from_row(
                 conn.execute(sa.select(messages).where(messages.c.id == message_id)).one()
             )
 
         return await self._db.write(fn)
+
+    async def waiting_count(self) -> int:
+        """Messages waiting for delivery (QUEUED or DEFERRED), counted over ``ix_messages_due``."""
+
+        def fn(conn: sa.Connection) -> int:
+            query = (
+                sa.select(sa.func.count())
+                .select_from(messages)
+                .where(sa.text("status IN ('QUEUED', 'DEFERRED')"))  # the index's own predicate
+            )
+            return int(conn.execute(query).scalar_one())
+
+        return await self._db.read(fn)
 
     async def count_by_status(self, tenant_id: str | None = None) -> dict[str, int]:
         def fn(conn: sa.Connection) -> dict[str, int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +11,7 @@ import sqlalchemy as sa
 
 from appliance.store.database import Database
 from appliance.store.schema import suppressions
+from appliance.store.upserts import insert_for
 
 LISTS = ("bounces", "blocks", "spam_reports", "invalid_emails", "unsubscribes")
 
@@ -36,6 +37,43 @@ def _suppression(row: Any) -> Suppression:
         row.message_id,
         row.created_at,
     )
+
+
+def suppression_row(
+    tenant_id: str,
+    list_name: str,
+    email: str,
+    *,
+    reason: str | None,
+    status: str | None,
+    message_id: str | None,
+    now: float,
+) -> dict[str, Any]:
+    """The row for one entry; ``email`` is the suppression key (``suppression_key``)."""
+    if list_name not in LISTS:
+        raise ValueError(f"unknown suppression list {list_name!r}")
+    return {
+        "tenant_id": tenant_id,
+        "list_name": list_name,
+        "email": email,
+        "reason": reason,
+        "status": status,
+        "message_id": message_id,
+        "created_at": now,
+    }
+
+
+def insert_or_keep(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert entries not listed yet; an existing entry keeps its first reason and time.
+
+    Returns how many were inserted. ``rows`` come from :func:`suppression_row`.
+    """
+    if not rows:
+        return 0
+    stmt = insert_for(conn, suppressions).on_conflict_do_nothing(
+        index_elements=[suppressions.c.tenant_id, suppressions.c.email, suppressions.c.list_name]
+    )
+    return conn.execute(stmt, list(rows)).rowcount
 
 
 class Suppressions:
@@ -74,34 +112,16 @@ class Suppressions:
         message_id: str | None = None,
     ) -> bool:
         """Add an entry; returns False when it was already there (kept unchanged)."""
-        if list_name not in LISTS:
-            raise ValueError(f"unknown suppression list {list_name!r}")
-        now = time.time()
-
-        def fn(conn: sa.Connection) -> bool:
-            exists = conn.execute(
-                sa.select(sa.literal(1)).where(
-                    suppressions.c.tenant_id == tenant_id,
-                    suppressions.c.list_name == list_name,
-                    suppressions.c.email == email,
-                )
-            ).first()
-            if exists:
-                return False
-            conn.execute(
-                suppressions.insert().values(
-                    tenant_id=tenant_id,
-                    list_name=list_name,
-                    email=email,
-                    reason=reason,
-                    status=status,
-                    message_id=message_id,
-                    created_at=now,
-                )
-            )
-            return True
-
-        return await self._db.write(fn)
+        row = suppression_row(
+            tenant_id,
+            list_name,
+            email,
+            reason=reason,
+            status=status,
+            message_id=message_id,
+            now=time.time(),
+        )
+        return await self._db.write(lambda conn: insert_or_keep(conn, [row]) == 1)
 
     async def get(self, tenant_id: str, list_name: str, email: str) -> Suppression | None:
         def fn(conn: sa.Connection) -> Suppression | None:
