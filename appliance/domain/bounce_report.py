@@ -18,7 +18,7 @@ from email.message import Message
 from enum import Enum
 from typing import Any, Final
 
-from appliance.domain.bounce_classification import BounceClass, classify_failure
+from appliance.domain.bounce_classification import BounceClass, classify_reported_failure
 from appliance.protocols import bounce_mime
 from appliance.protocols.arf import FeedbackReport, parse_feedback_report
 from appliance.protocols.auto_reply import has_bounce_headers, has_bounce_wording, is_auto_reply
@@ -52,6 +52,10 @@ _DELAY_WORDING_RE: Final = re.compile(
 _TEXT_MAINTYPES: Final = frozenset({"text", "multipart"})  # multipart: a part whose MIME broke
 _INLINE_DSN_RE: Final = re.compile(r"^[ \t]*final-recipient[ \t]*:", re.IGNORECASE | re.MULTILINE)
 _JMRP_HEADER: Final = "X-HmXmrOriginalRecipient"
+# A reply quoted inside another: ``<421 4.4.2 Connection timed out>``, ``550-'5.7.1 ...'``.
+_NESTED_REPLY_RE: Final = re.compile(
+    r"(?:[<'\"(]\s*[45]\d\d[ -]['\"]?|\b[45]\d\d[ -]['\"<(])\s*([45]\.\d{1,3}\.\d{1,3})\b"
+)
 
 
 class BounceKind(Enum):
@@ -244,7 +248,7 @@ def _classify(action: str | None, status: str | None, evidence: str, delayed: bo
         in_text = EnhancedStatus.search(evidence)
         if in_text is not None or (code is not None and enhanced is not None):
             enhanced = in_text
-    return BounceKind.from_class(classify_failure(code, enhanced, evidence))
+    return BounceKind.from_class(classify_reported_failure(code, enhanced, evidence))
 
 
 def _from_dsn(status: DeliveryStatus, text: str) -> BounceReport:
@@ -262,19 +266,35 @@ def _from_dsn(status: DeliveryStatus, text: str) -> BounceReport:
         )
         if not evidence:
             evidence = report_section(text)
-        reported = _reported_status(r)
+        reported = _reported_status(r, finding.status if finding else None)
         kind = _classify(r.action, reported, evidence, False)
         reports.append(_recipient_report(r, reported, kind))
     return _summarise(reports, status.reporting_mta)
 
 
-def _reported_status(r: RecipientStatus) -> str | None:
-    """The remote server's own enhanced code when the diagnostic has one, else the DSN's."""
-    from_diagnostic = status_in(r.diagnostic_code or "")
+def _reported_status(r: RecipientStatus, in_text: str | None) -> str | None:
+    """The remote server's own enhanced code, where the report shows it.
+
+    In order: the code of the innermost reply quoted in the diagnostic (a relay
+    wrapping the remote server's answer: ``5.1.0 - Unknown address error
+    550-'5.7.1 ... Access denied'``), the diagnostic's own code, then the DSN's
+    Status field, unless that is a generic ``X.0.0`` and the human-readable part
+    gives a specific code of the same class beside the address.
+    """
+    diagnostic = r.diagnostic_code or ""
+    nested = [EnhancedStatus.parse(code) for code in _NESTED_REPLY_RE.findall(diagnostic)]
+    if nested and nested[-1] is not None:
+        return str(nested[-1])
+    from_diagnostic = status_in(diagnostic)
     if from_diagnostic is not None:
         return from_diagnostic
     from_field = EnhancedStatus.parse(r.status) if r.status else None
-    return str(from_field) if from_field is not None else None
+    if from_field is None:
+        return in_text
+    generic = from_field.subject == 0 and from_field.detail == 0
+    if generic and in_text is not None and in_text.startswith(f"{from_field.klass}."):
+        return in_text
+    return str(from_field)
 
 
 def _recipient_report(r: RecipientStatus, status: str | None, kind: BounceKind) -> RecipientReport:

@@ -68,6 +68,7 @@ _ERROR_NEAR_RE: Final = re.compile(
     r"|failed|error|blocked|disabled|not found|said:|\b[45]\d\d\b",
     re.IGNORECASE,
 )
+_TRANSCRIPT_RE: Final = re.compile(r"^\s*(?:>>>|<<<)\s")
 _IGNORED_LOCAL_PARTS: Final = frozenset({"mailer-daemon", "postmaster-noreply"})
 
 
@@ -121,8 +122,19 @@ def status_in(text: str) -> str | None:
 
 
 def _context(lines: list[str], i: int, address: str) -> str:
-    """The address line and the paragraph following it, up to the next failed address."""
-    out = [lines[i].strip()]
+    """The address line and the paragraph following it, up to the next failed address.
+
+    A session transcript (``>>> RCPT To:<a>`` then ``<<< 550 ...``) written just
+    above the address line is its cause, and names the SMTP stage: it comes first,
+    unless it names another address.
+    """
+    start = i
+    while start > 0 and i - start < 3 and _TRANSCRIPT_RE.match(lines[start - 1]):
+        named = {normalise_address(m.group(1)) for m in ADDRESS_RE.finditer(lines[start - 1])}
+        if named - {address}:
+            break
+        start -= 1
+    out = [line.strip() for line in lines[start:i]] + [lines[i].strip()]
     for line in lines[i + 1 : i + 9]:
         if not line.strip():
             if len(out) > 1:

@@ -34,14 +34,14 @@ pytestmark = pytest.mark.skipif(
     not (CORPUS / "expected.jsonl").is_file(), reason="bounce corpus not present"
 )
 
-# Floors under the figures measured when this parser was written (see the
-# module docstring for the scoring). Class accuracy is measured against Sisimai's
-# reason labels, which disagree with the SPEC's table in places (5.2.1 is hard
-# for us, "suspend"/soft for Sisimai; a failed 4.x.x is soft for us, often
-# "blocked" for Sisimai) and label whole vendors' reports "filtered".
+# Floors under the figures measured (see the module docstring for the scoring):
+# recipients 0.987, class 0.960, status 0.987. Class accuracy is measured against
+# Sisimai's reason labels, which disagree with us in places on purpose: a bare
+# 5.2.1 is hard by the SPEC ("suspend"/soft for Sisimai), a failed 4.x.x is soft
+# unless the text says the receiver refused us, and a delay notice stays delayed.
 RECIPIENT_FLOOR = 0.95
 STATUS_FLOOR = 0.95
-CLASS_FLOOR = 0.84
+CLASS_FLOOR = 0.955
 
 
 @dataclass

@@ -285,3 +285,94 @@ def test_parse_bounce_never_raises_on_mutated_corpus_messages(
         at = position % (len(raw) + 1)
         raw[at : at + len(junk)] = junk
     assert isinstance(_parse_unguarded(bytes(raw[: truncate or None])), BounceReport)
+
+
+def _dsn(status: str, diagnostic: str, text: str = "Delivery to a recipient failed.") -> bytes:
+    return (
+        "From: MAILER-DAEMON@relay.example.net\n"
+        "To: bounces+msg_5@bounce.postyard.example\n"
+        "Subject: Delivery Status Notification (Failure)\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\n\n'
+        f"--B\nContent-Type: text/plain\n\n{text}\n\n"
+        "--B\nContent-Type: message/delivery-status\n\n"
+        "Reporting-MTA: dns; relay.example.net\n\n"
+        f"Final-Recipient: rfc822; someone@example.com\nAction: failed\nStatus: {status}\n"
+        f"Diagnostic-Code: {diagnostic}\n--B--\n"
+    ).encode()
+
+
+def test_status_is_the_innermost_reply_quoted_in_the_diagnostic() -> None:
+    wrapped = "smtp; 5.1.0 - Unknown address error 550-'5.7.1 <x@relay.example>... Access denied'"
+    report = parse_bounce(_dsn("5.1.0", wrapped))
+    assert report.status == "5.7.1"
+    assert report.kind is BounceKind.BLOCK
+    expired = "smtp; 554 4.4.7 Message expired: unable to deliver.<421 4.4.2 Connection timed out>"
+    report = parse_bounce(_dsn("4.4.7", expired))
+    assert report.status == "4.4.2"
+    assert report.kind is BounceKind.SOFT
+
+
+def test_a_generic_dsn_status_gives_way_to_the_code_beside_the_address() -> None:
+    text = (
+        "someone@example.com: 550 5.7.26 <someone@example.com>: Recipient address rejected:"
+        " Multiple authentication checks failed"
+    )
+    raw = _dsn("5.0.0", "", text).replace(b"Diagnostic-Code: \n", b"")
+    report = parse_bounce(raw)
+    assert report.status == "5.7.26"
+    assert report.kind is BounceKind.BLOCK
+
+
+def test_a_given_up_transient_failure_is_soft_unless_the_receiver_refused_us() -> None:
+    timed_out = parse_bounce(_dsn("4.4.1", "X-Postfix; connect to mx.example.com: timed out"))
+    assert timed_out.kind is BounceKind.SOFT
+    reputation = parse_bounce(
+        _dsn("4.7.650", "smtp; 451 4.7.650 Temporarily rate limited due to IP reputation")
+    )
+    assert reputation.kind is BounceKind.BLOCK
+
+
+def test_user_unknown_is_hard_only_with_a_5_1_x_or_at_rcpt_to() -> None:
+    assert parse_bounce(_dsn("5.1.1", "smtp; 550 5.1.1 User unknown")).kind is BounceKind.HARD
+    at_rcpt = "smtp; 550 User unknown (in reply to RCPT TO command)"
+    assert parse_bounce(_dsn("5.0.0", at_rcpt)).kind is BounceKind.HARD
+    assert parse_bounce(_dsn("5.0.0", "smtp; 550 : User unknown")).kind is BounceKind.BLOCK
+
+
+def test_the_transcript_above_an_address_line_is_its_diagnostic() -> None:
+    def bounce(transcript: str) -> bytes:
+        return (
+            "From: Mail Delivery Subsystem <MAILER-DAEMON@mx.example.net>\n"
+            "To: sender@postyard.example\n"
+            "Subject: Returned mail: User unknown\n\n"
+            "   ----- Transcript of session follows -----\n"
+            f"{transcript}"
+            "550 <mikeneko@example.co.jp>... User unknown\n\n"
+            "   ----- Unsent message follows -----\n"
+            "To: mikeneko@example.co.jp\n"
+        ).encode()
+
+    with_stage = bounce(
+        "While talking to mail.example.co.jp:\n"
+        ">>> RCPT To:<mikeneko@example.co.jp>\n"
+        "<<< 550 Requested User Mailbox not found. No such user here.\n"
+    )
+    report = parse_bounce(with_stage)
+    assert report.recipient == "mikeneko@example.co.jp"
+    assert report.diagnostic_code is not None
+    assert report.diagnostic_code.startswith(">>> RCPT To:<mikeneko@example.co.jp>")
+    assert report.kind is BounceKind.HARD
+    assert parse_bounce(bounce("")).kind is BounceKind.BLOCK
+
+
+def test_a_report_without_code_or_known_words_is_a_block() -> None:
+    raw = (
+        b"From: Mail Delivery Subsystem <mailer-daemon@groups.example>\n"
+        b"To: sender@postyard.example\n"
+        b"Subject: Delivery Status Notification (Failure)\n"
+        b"X-Failed-Recipients: list@groups.example\n\n"
+        b"Hola, queremos informarte de que el grupo quizas no exista.\n"
+    )
+    report = parse_bounce(raw)
+    assert report.recipient == "list@groups.example"
+    assert report.kind is BounceKind.BLOCK
