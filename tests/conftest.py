@@ -11,6 +11,7 @@ import pytest
 from appliance.store.store import Store
 from tests.support.appliance import RunningAppliance, appliance_config, run_appliance
 from tests.support.databases import fresh_database
+from tests.support.smtp_sink import start_sink  # noqa: F401  (fixture: an aiosmtpd sink)
 
 ENGINES = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
 

@@ -62,7 +62,9 @@ class CreateDomain(BaseModel):
 
 
 class UpdateDomain(BaseModel):
-    is_active: StrictBool
+    is_active: StrictBool | None = None
+    warmup: StrictBool | None = None  # true: warm-up caps from now (if not on yet); false: off
+    forward_to: str | None = None  # where replies to the domain go; null: nowhere
 
 
 # ---------------------------------------------------------------- validation
@@ -229,6 +231,9 @@ def domain_json(domain: Domain) -> dict[str, Any]:
         "return_path_domain": f"{domain.bounce_subdomain}.{domain.name}",
         "dkim": _key_json(domain, domain.dkim),
         "pending_dkim": _key_json(domain, domain.pending_dkim),
+        "warmup": domain.warmup_started_at is not None,
+        "warmup_started_at": domain.warmup_started_at,
+        "forward_to": domain.forward_to,
         "created_at": domain.created_at,
         "updated_at": domain.updated_at,
     }
@@ -434,12 +439,43 @@ def _verdict(domain: Domain, problems: list[RecordCheck], temporary: bool, promo
 @requires("domains.update")
 @json_body(UpdateDomain)
 async def update_domain(domain_id: str, data: UpdateDomain) -> dict[str, Any]:
-    domain = await app_ctx().store.domains.set_active(
-        principal().tenant_id, domain_id, data.is_active
-    )
-    if domain is None:
+    given = data.model_fields_set
+    if not given:
+        raise bad_request("nothing to change: give is_active, warmup or forward_to", "is_active")
+    for field in ("is_active", "warmup"):
+        if field in given and getattr(data, field) is None:
+            raise bad_request(f"{field} must be true or false", field)
+    domains, tenant_id = app_ctx().store.domains, principal().tenant_id
+    current = await _domain(domain_id)
+    forward_to = _forward_to(data.forward_to, current.name) if "forward_to" in given else None
+    domain: Domain | None = current
+    if data.is_active is not None:
+        domain = await domains.set_active(tenant_id, domain_id, data.is_active)
+    if data.warmup is False or (data.warmup and current.warmup_started_at is None):
+        started = time.time() if data.warmup else None
+        domain = await domains.set_warmup(tenant_id, domain_id, started)
+    if "forward_to" in given:
+        domain = await domains.set_forward_to(tenant_id, domain_id, forward_to)
+    if domain is None:  # deleted meanwhile
         raise _not_found()
     return domain_json(domain)
+
+
+def _forward_to(value: str | None, domain_name: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        address = parse_address(value.strip())
+    except InvalidAddressError as exc:
+        raise bad_request(f"forward_to: {exc}", "forward_to") from None
+    if address.domain == domain_name or address.domain.endswith(f".{domain_name}"):
+        raise bad_request(
+            f"forward_to {value!r} is inside {domain_name}: replies to {domain_name} come to "
+            "this appliance, so forwarding them there would loop",
+            "forward_to",
+            "give a mailbox at another domain, such as your team's inbox",
+        )
+    return str(address)
 
 
 @blueprint.post("/<domain_id>/rotate-dkim")

@@ -12,13 +12,18 @@ Each step runs under its own deadline from :class:`SmtpTimeouts`. When a step
 fails the core is told (it goes to ERROR) and a typed ``SmtpSessionError``
 naming the step and the server is raised. Replies that refuse part of a
 transaction are not errors: they come back in the ``TransactionResult``.
+
+An optional ``trace`` callable (:data:`SessionTrace`) is told of every reply
+read, with the step it answers, and of each completed TCP connect and TLS
+handshake (reply ``None``): the relay test reports the session step by step
+with it.
 """
 
 from __future__ import annotations
 
 import socket
 import ssl
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, fields
 from typing import Literal, TypeVar
@@ -53,6 +58,7 @@ from appliance.protocols.smtp_reply import Reply
 
 __all__ = [
     "DEFAULT_TIMEOUTS",
+    "SessionTrace",
     "SmtpConnection",
     "SmtpTimeouts",
     "StartTlsPolicy",
@@ -62,6 +68,9 @@ __all__ = [
 
 StartTlsPolicy = Literal["opportunistic", "required", "never"]
 E = TypeVar("E", bound=SmtpSessionError)
+SessionTrace = Callable[[Step, Reply | None], None]
+"""Told ``(step, reply)`` for each reply read, ``(step, None)`` when a connect or TLS handshake
+completes (``Step.CONNECT`` for the TCP connect and implicit TLS, ``Step.STARTTLS`` after it)."""
 TimeoutName = Literal["greeting", "command", "tls_handshake", "data_block", "data_end", "close"]
 
 SECONDS = 1.0
@@ -126,8 +135,10 @@ class SmtpConnection:
         port: int,
         timeouts: SmtpTimeouts,
         pipelining: bool = True,
+        trace: SessionTrace | None = None,
     ) -> None:
         self._stream = stream
+        self._trace = trace
         self._core = core
         self.host = host
         self.port = port
@@ -135,6 +146,7 @@ class SmtpConnection:
         self._use_pipelining = pipelining
         self._transactions = 0
         self._closed = False
+        self._implicit_tls = False  # TLS from the first byte (port 465), not by STARTTLS
 
     @property
     def server(self) -> str:
@@ -150,7 +162,7 @@ class SmtpConnection:
 
     @property
     def tls_active(self) -> bool:
-        return self._core.tls_active
+        return self._implicit_tls or self._core.tls_active
 
     @property
     def authenticated(self) -> bool:
@@ -245,7 +257,7 @@ class SmtpConnection:
 
         Credentials are not sent without TLS unless ``require_tls=False``.
         """
-        if require_tls and not self._core.tls_active:
+        if require_tls and not self.tls_active:
             raise AuthUnavailable(
                 f"refusing to send credentials to {self.server} without TLS "
                 "(pass require_tls=False to allow it)"
@@ -307,7 +319,7 @@ class SmtpConnection:
                 reply=greeting,
             )
         await self._hello()
-        if self._core.tls_active or starttls == "never":
+        if self.tls_active or starttls == "never":
             return
         if not self._core.extensions.starttls:
             if starttls == "required":
@@ -356,6 +368,8 @@ class SmtpConnection:
         try:
             with trio.fail_after(seconds):
                 await tls_stream.do_handshake()
+            if self._trace is not None:
+                self._trace(step, None)
         except trio.TooSlowError:
             self._core.send_failed()
             raise self._error(
@@ -408,6 +422,8 @@ class SmtpConnection:
                             SmtpConnectionLost, step, f"{self.server} closed the connection"
                         )
                     else:
+                        if self._trace is not None:
+                            self._trace(_STEP_OF[event.command], event.reply)
                         return event
         except BaseException as exc:
             if core.state is not State.CLOSED:
@@ -478,6 +494,7 @@ async def connect_smtp(
     timeouts: SmtpTimeouts = DEFAULT_TIMEOUTS,
     pipelining: bool = True,
     max_reply_bytes: int = 64 * 1024,
+    trace: SessionTrace | None = None,
 ) -> SmtpConnection:
     """Connect and open the session; the caller must ``quit()`` or ``aclose()`` it.
 
@@ -502,14 +519,17 @@ async def connect_smtp(
         raise SmtpConnectFailed(
             Step.CONNECT, host, port, _describe_connect_error(exc, server)
         ) from exc
+    if trace is not None:
+        trace(Step.CONNECT, None)
     connection = SmtpConnection(
-        stream, core, host=host, port=port, timeouts=timeouts, pipelining=pipelining
+        stream, core, host=host, port=port, timeouts=timeouts, pipelining=pipelining, trace=trace
     )
     hostname = tls_server_hostname or host
     try:
         if implicit_tls:
             context = tls_context if tls_context is not None else ssl.create_default_context()
             await connection._start_tls(context, hostname, Step.CONNECT)
+            connection._implicit_tls = True
         await connection._open_session(starttls, tls_context, hostname)
     except BaseException:
         await connection.aclose()

@@ -69,6 +69,8 @@ class Domain:
     pending_dkim: StoredDkimKey | None
     created_at: float
     updated_at: float
+    warmup_started_at: float | None = None  # warm-up caps rise from this day; None: no caps
+    forward_to: str | None = None  # replies to this domain (its MX at us) are forwarded here
 
     @property
     def can_send(self) -> bool:
@@ -136,6 +138,8 @@ def _domain(row: Any) -> Domain:
         pending_dkim=_pending(row),
         created_at=row.created_at,
         updated_at=row.updated_at,
+        warmup_started_at=row.warmup_started_at,
+        forward_to=row.forward_to,
     )
 
 
@@ -254,12 +258,45 @@ class Domains:
 
         return await self._db.read(fn)
 
+    async def bounce_domains(self) -> dict[str, str]:
+        """``<bounce subdomain>.<domain>`` of every domain (active or not, since mail
+        sent before a domain was turned off can still bounce) → its tenant id."""
+
+        def fn(c: sa.Connection) -> dict[str, str]:
+            query = sa.select(domains.c.bounce_subdomain, domains.c.name, domains.c.tenant_id)
+            return {f"{sub}.{name}".lower(): tenant for sub, name, tenant in c.execute(query).all()}
+
+        return await self._db.read(fn)
+
     async def set_active(self, tenant_id: str, domain_id: str, is_active: bool) -> Domain | None:
         def fn(c: sa.Connection) -> Domain | None:
             c.execute(
                 domains.update()
                 .where(domains.c.id == domain_id, domains.c.tenant_id == tenant_id)
                 .values(is_active=is_active, updated_at=time.time())
+            )
+            return _select_one(c, tenant_id, domain_id)
+
+        return await self._db.write(fn)
+
+    async def set_warmup(
+        self, tenant_id: str, domain_id: str, started_at: float | None
+    ) -> Domain | None:
+        """Start warm-up caps from ``started_at`` (Unix seconds), or turn them off (None)."""
+        return await self._set(tenant_id, domain_id, warmup_started_at=started_at)
+
+    async def set_forward_to(
+        self, tenant_id: str, domain_id: str, forward_to: str | None
+    ) -> Domain | None:
+        """Forward replies to the domain to ``forward_to`` (normalised address), or stop (None)."""
+        return await self._set(tenant_id, domain_id, forward_to=forward_to)
+
+    async def _set(self, tenant_id: str, domain_id: str, **values: object) -> Domain | None:
+        def fn(c: sa.Connection) -> Domain | None:
+            c.execute(
+                domains.update()
+                .where(domains.c.id == domain_id, domains.c.tenant_id == tenant_id)
+                .values(**values, updated_at=time.time())
             )
             return _select_one(c, tenant_id, domain_id)
 

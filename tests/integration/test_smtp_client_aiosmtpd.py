@@ -6,14 +6,9 @@ JSON-lines file, so each test asserts what the server actually received.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import ipaddress
-import json
 import ssl
-import subprocess
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,57 +30,10 @@ from appliance.net.smtp_client_errors import (
 )
 from appliance.protocols.smtp_client_errors import AuthUnavailable, SmtpUtf8Unsupported
 from appliance.protocols.smtp_client_outcome import Step
+from tests.support.smtp_sink import StartSink
 
-SINK = Path(__file__).resolve().parents[1] / "support" / "smtpsink_aiosmtpd.py"
 HELO = "client.test"
 MESSAGE = b"From: a@example.net\r\nTo: x@example.com\r\nSubject: hi\r\n\r\nHello.\r\n"
-
-
-@dataclass
-class Sink:
-    port: int
-    output: Path
-
-    def received(self) -> list[dict[str, Any]]:
-        if not self.output.exists():
-            return []
-        records = [json.loads(line) for line in self.output.read_text().splitlines()]
-        for record in records:
-            record["content"] = base64.b64decode(record.pop("content_b64"))
-        return records
-
-
-StartSink = Callable[..., Awaitable[Sink]]
-
-
-@pytest.fixture
-async def start_sink(tmp_path: Path) -> AsyncIterator[StartSink]:
-    processes: list[trio.Process] = []
-
-    async def start(*args: str) -> Sink:
-        output = tmp_path / f"received-{len(processes)}.jsonl"
-        process = await trio.lowlevel.open_process(
-            [sys.executable, str(SINK), "--output", str(output), *args],
-            stdout=subprocess.PIPE,
-        )
-        processes.append(process)
-        assert process.stdout is not None
-        line = b""
-        with trio.fail_after(15):
-            while not line.endswith(b"\n"):
-                chunk = await process.stdout.receive_some(1)
-                assert chunk, "the sink exited before listening"
-                line += chunk
-        assert line.startswith(b"PORT ")
-        return Sink(int(line.split()[1]), output)
-
-    yield start
-    for process in processes:
-        process.terminate()
-        with trio.move_on_after(5):
-            await process.wait()
-        if process.stdout is not None:
-            await process.stdout.aclose()
 
 
 @dataclass(frozen=True)

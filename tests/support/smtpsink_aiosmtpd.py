@@ -70,7 +70,7 @@ class Sink:
             "mail_options": envelope.mail_options,
             "rcpt_tos": envelope.rcpt_tos,
             "content_b64": base64.b64encode(content).decode(),
-            "tls": session.ssl is not None,
+            "tls": session.ssl is not None or self.args.implicit_tls,
             "authenticated": bool(session.authenticated),
         }
         _append(self.args.output, json.dumps(record))
@@ -106,6 +106,7 @@ async def main() -> None:
     parser.add_argument("--key")
     parser.add_argument("--auth", help="user:password")
     parser.add_argument("--auth-without-tls", action="store_true")
+    parser.add_argument("--implicit-tls", action="store_true", help="TLS from the start (465)")
     parser.add_argument("--pipelining", action="store_true")
     parser.add_argument("--no-ehlo", action="store_true")
     parser.add_argument("--smtputf8", action="store_true")
@@ -122,19 +123,21 @@ async def main() -> None:
     extra: dict[str, Any] = {}
     if args.auth:
         extra["authenticator"] = authenticator(args)
-        extra["auth_require_tls"] = not args.auth_without_tls
+        # aiosmtpd counts only STARTTLS as TLS; with implicit TLS the session is encrypted.
+        extra["auth_require_tls"] = not (args.auth_without_tls or args.implicit_tls)
     sink = Sink(args)
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
         lambda: SMTP(
             sink,
             hostname="sink.test",
-            tls_context=tls_context,
+            tls_context=None if args.implicit_tls else tls_context,
             enable_SMTPUTF8=args.smtputf8,
             **extra,
         ),
         host="127.0.0.1",
         port=0,
+        ssl=tls_context if args.implicit_tls else None,
     )
     port = server.sockets[0].getsockname()[1]
     sys.stdout.write(f"PORT {port}\n")
