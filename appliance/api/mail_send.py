@@ -1,40 +1,45 @@
 """``POST /v3/mail/send`` and ``/v3/mail/batch``, as SendGrid answers them.
 
-The request is checked by SendGrid's rules (``domain.send_validation``),
-then by what only the store knows (verified sender domain, template, batch
-id, suppressions), and accepted in one transaction: the payload once, one
-message per (personalization, recipient), each with its ``processed`` or
-``dropped`` event. The answer is 202 with ``X-Message-Id``; a sandbox send is
-checked the same way and answered 200 with nothing stored.
+The body is accepted by the pipeline shared with SMTP submission
+(``services.acceptance``): SendGrid's rules, verified sender domain,
+template and batch id, suppressions, one transaction. This module reads the
+body, keeps ``Idempotency-Key`` answers, and words refusals as SendGrid does.
+The answer is 202 with ``X-Message-Id``; a sandbox send is checked the same
+way and answered 200 with nothing stored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import time
-from datetime import UTC, datetime
 from typing import Any
 
 import trio
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response, current_app, request
 from quart_schema import tag
 
 from appliance import logs
 from appliance.api.authz import app_ctx, principal, requires
 from appliance.api.errors import ApiError, FieldError
 from appliance.api.request_body import raw_body
-from appliance.domain.acceptance import plan_acceptance, suppression_key
+from appliance.auth import AuthFailure
 from appliance.domain.ids import new_id
 from appliance.domain.send_errors import SendValidationError
-from appliance.domain.send_request import MAX_REQUEST_BYTES, SendRequest, TemplateKind
-from appliance.domain.send_validation import parse_send_request
+from appliance.domain.send_request import MAX_REQUEST_BYTES
+from appliance.services.acceptance import (
+    AcceptanceError,
+    InvalidReferences,
+    MailAcceptance,
+    QueueFull,
+    SenderDomainNotVerified,
+    SendingLimitExceeded,
+    StoreUnavailable,
+    TenantSuspended,
+)
 from appliance.store.idempotency import StoredResponse
-from appliance.store.messages import first_category
 
 blueprint = Blueprint("mail_send", __name__)
-log = logging.getLogger("appliance.mail_send")
 
 IDEMPOTENCY_TTL = 24 * 3600.0
 IDEMPOTENCY_KEY_MAX = 255
@@ -66,94 +71,56 @@ async def _read_body() -> tuple[bytes, object]:
         raise ApiError(400, "Bad Request", None, None) from None
 
 
-async def _check_sender_domains(tenant_id: str, mail: SendRequest) -> None:
-    ctx = app_ctx()
-    senders = {mail.from_address.email} | {
-        mail.from_for(i).email for i in range(len(mail.personalizations))
-    }
-    for email in sorted(senders):
-        domain = email.rpartition("@")[2].lower()
-        if await ctx.store.domains.sending_domain(tenant_id, domain) is None:
-            raise ApiError(
-                403,
-                "Sender domain not verified",
-                "from.email",
-                f"{domain}: {_HELP_DOMAINS}",
-            )
-
-
-async def _check_references(tenant_id: str, mail: SendRequest) -> None:
-    ctx = app_ctx()
-    errors: list[FieldError] = []
-    if mail.template_id is not None:
-        found = await ctx.store.templates.active_version(tenant_id, mail.template_id)
-        if found is None:
-            errors.append(
-                FieldError(
-                    "The template_id is not a valid template ID.",
-                    "template_id",
-                    "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message.template_id",
-                )
-            )
-        elif (mail.template_kind is TemplateKind.DYNAMIC) != (
-            found[0].generation.value == "dynamic"
-        ):
-            errors.append(
-                FieldError("template_id does not match the template's generation", "template_id")
-            )
-    if mail.batch_id is not None and not await ctx.store.batches.exists(tenant_id, mail.batch_id):
-        errors.append(
-            FieldError(
-                "The batch id is not valid: create one with POST /v3/mail/batch",
-                "batch_id",
-                "http://sendgrid.com/docs/API_Reference/Web_API_v3/Mail/errors.html#message.batch_id",
-            )
-        )
-    if errors:
-        raise ApiError(400, errors[0].message, errors=errors)
-
-
 def _request_hash(raw: bytes) -> str:
     return hashlib.sha256(b"POST /v3/mail/send\n" + raw).hexdigest()
 
 
+def _acceptance() -> MailAcceptance:
+    """This app's acceptance pipeline (made on first use, kept with the app)."""
+    extensions = current_app.extensions
+    pipeline = extensions.get("postyard.acceptance")
+    if pipeline is None:
+        pipeline = extensions["postyard.acceptance"] = MailAcceptance(app_ctx())
+    assert isinstance(pipeline, MailAcceptance)
+    return pipeline
+
+
 async def _accept(raw: bytes, body: object) -> Response:
-    ctx = app_ctx()
-    tenant_id = principal().tenant_id
-    now = time.time()
     try:
-        mail = parse_send_request(body, now=datetime.fromtimestamp(now, UTC))
+        accepted = await _acceptance().accept(principal().tenant_id, body, payload=raw)
     except SendValidationError as exc:
         raise ApiError(
             400,
             exc.errors[0].message,
             errors=[FieldError(e.message, e.field, e.help) for e in exc.errors],
         ) from None
-    await _check_sender_domains(tenant_id, mail)
-    await _check_references(tenant_id, mail)
-    if mail.is_sandbox:
+    except AcceptanceError as exc:
+        raise _api_error(exc) from None
+    if accepted.sandbox:
         return Response("", status=200)
-
-    keys = {suppression_key(r.address.email) for r in mail.recipients()}
-    suppressed = await ctx.store.suppressions.lists_for(tenant_id, keys)
-    request_id = new_id("req", now=now)
-    plan = plan_acceptance(mail, request_id=request_id, suppressed=suppressed, now=now)
-    await ctx.store.messages.accept(
-        tenant_id=tenant_id,
-        plan=plan,
-        payload=raw,
-        category=first_category(mail.categories),
-        batch_id=mail.batch_id,
-        now=now,
-    )
-    ctx.wake_delivery()
-    log.info(
-        "mail accepted",
-        extra={"x_message_id": request_id, "messages": len(plan.messages), "dropped": plan.dropped},
-    )
     response = Response("", status=202)
-    response.headers["X-Message-Id"] = request_id
+    response.headers["X-Message-Id"] = accepted.request_id
     return response
+
+
+def _api_error(exc: AcceptanceError) -> Exception:
+    """The HTTP answer to a refused send, in SendGrid's words where it has them."""
+    if isinstance(exc, SenderDomainNotVerified):
+        return ApiError(
+            403, "Sender domain not verified", "from.email", f"{exc.domain}: {_HELP_DOMAINS}"
+        )
+    if isinstance(exc, InvalidReferences):
+        errors = [FieldError(p.message, p.field, p.help) for p in exc.problems]
+        return ApiError(400, errors[0].message, errors=errors)
+    if isinstance(exc, TenantSuspended):
+        return ApiError(403, AuthFailure.TENANT_SUSPENDED.value, None, None)
+    if isinstance(exc, SendingLimitExceeded):
+        return ApiError(429, str(exc), None, None)
+    if isinstance(exc, QueueFull):
+        return ApiError(503, str(exc), None, None, headers={"Retry-After": "60"})
+    if isinstance(exc, StoreUnavailable):
+        return exc.error  # answered 500 "internal server error" and logged, as before
+    raise AssertionError(f"unmapped acceptance error {exc!r}")
 
 
 @blueprint.post("/v3/mail/send")
