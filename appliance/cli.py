@@ -1,4 +1,4 @@
-"""The ``postyard`` command: serve, init, migrate, config, tenant and key management."""
+"""The ``postyard`` command: serve, init, migrate, config, tenants, keys, render, parse-bounce."""
 
 from __future__ import annotations
 
@@ -23,6 +23,20 @@ from appliance.provisioning import (
 from appliance.store import migrate
 from appliance.store.database import Database, StoreError
 from appliance.store.store import Store
+
+PARSE_BOUNCE_HELP = """\
+Parse each FILE (a whole message as received: a DSN, a non-standard bounce,
+an ARF complaint) and print one JSON object per file, one per line, in the
+order given:
+
+  {"file", "kind", "recipient", "status", "action", "diagnostic_code",
+   "reporting_mta", "original_message_id"}
+
+kind is hard, soft, block, complaint, delayed or not_a_bounce; a field the
+message does not carry is null. For a report naming several recipients the
+line describes the first failed one. This output is a stable contract for
+scripts. A file that cannot be read gets a message on stderr instead of a
+line, and the exit status is 1 (the other files are still printed)."""
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -51,6 +65,14 @@ def build_parser() -> argparse.ArgumentParser:
     _common(mig)
 
     sub.add_parser("config", help="list every configuration key with its default")
+
+    parse = sub.add_parser(
+        "parse-bounce",
+        help="parse bounce and complaint messages; print one JSON line per file",
+        description=PARSE_BOUNCE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parse.add_argument("files", nargs="+", metavar="FILE", help="message file (- for stdin)")
 
     render = sub.add_parser("render", help="print the final, DKIM-signed MIME of a message")
     _common(render)
@@ -181,8 +203,27 @@ async def _cmd_render(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+def _cmd_parse_bounce(files: Sequence[str]) -> int:
+    from appliance.domain.bounce_report import parse_bounce
+
+    failed = False
+    for name in files:
+        try:
+            raw = sys.stdin.buffer.read() if name == "-" else Path(name).read_bytes()
+        except OSError as exc:
+            print(
+                f"postyard parse-bounce: cannot read {name}: {exc.strerror or exc}", file=sys.stderr
+            )
+            failed = True
+            continue
+        print(json.dumps(parse_bounce(raw).to_json_dict(name)), flush=True)
+    return 1 if failed else 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "parse-bounce":
+        return _cmd_parse_bounce(args.files)
     if args.command == "config":
         for row in describe():
             unit = f" ({row['unit']})" if row["unit"] else ""

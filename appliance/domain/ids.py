@@ -13,7 +13,22 @@ import time
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"
 
 PREFIXES = frozenset(
-    {"tnt", "usr", "msg", "evt", "req", "dom", "whk", "tpl", "ver", "sup", "pool", "rly", "role"}
+    {
+        "tnt",
+        "usr",
+        "msg",
+        "evt",
+        "req",
+        "dom",
+        "whk",
+        "tpl",
+        "ver",
+        "sup",
+        "pool",
+        "rly",
+        "role",
+        "rpt",
+    }
 )
 
 
