@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import ipaddress
 import os
+import socket
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -116,6 +117,12 @@ class Config:
         unit="s",
         env=("SMTP_RETRY_BASE_DELAY",),
     )
+    smtp_greylist_retry_delay: float = _key(
+        30 * SECONDS,
+        "Retry delay after a greylisting reply to a first attempt (shorter than the schedule, "
+        "so a greylisted message is delivered within a minute or so).",
+        unit="s",
+    )
     secret_key: str = _key(
         "",
         "Key for secrets at rest (Fernet, urlsafe base64); empty = <data_dir>/secret.key.",
@@ -138,12 +145,28 @@ class Config:
         5 * SECONDS, "How long a verified API key is trusted before re-reading it.", unit="s"
     )
     db_pool_size: int = _key(8, "Database connections for readers (and writers on PostgreSQL).")
+    submission_allow_plain_auth: bool = _key(
+        False,
+        "Offer AUTH on the submission listener before STARTTLS (API keys in clear text). "
+        "Without it, AUTH needs TLS, except on a loopback-only listener without a certificate.",
+    )
+    max_queued_messages: int = _key(
+        0,
+        "Messages waiting for delivery (queued or deferred) above which new mail is refused "
+        "(HTTP 503, SMTP 451 4.4.2); 0 = no limit.",
+        unit="messages",
+    )
 
     # ---- derived values -------------------------------------------------
 
     @property
     def sqlite_path(self) -> Path:
         return self.data_dir / "postyard.db"
+
+    @property
+    def effective_hostname(self) -> str:
+        """This node's name in EHLO, Message-IDs and the bounce MX records."""
+        return (self.hostname or socket.getfqdn()).rstrip(".").lower()
 
     @property
     def effective_database_url(self) -> str:
@@ -187,6 +210,8 @@ def describe() -> list[dict[str, str]]:
         default = f.default
         if isinstance(default, tuple):
             default = ",".join(default)
+        elif isinstance(default, bool):
+            default = str(default).lower()
         rows.append(
             {
                 "key": f.name,
@@ -205,6 +230,8 @@ def _coerce(name: str, raw: object) -> object:
     try:
         if target == "Path":
             return Path(str(raw))
+        if target == "bool":
+            return _boolean(raw)
         if target == "int":
             if isinstance(raw, bool):
                 raise ValueError
@@ -221,6 +248,18 @@ def _coerce(name: str, raw: object) -> object:
         return raw
     except (ValueError, TypeError):
         raise ConfigError(f"{name}: expected {target}, got {raw!r}") from None
+
+
+_BOOLEANS = {"true": True, "1": True, "yes": True, "on": True}
+_BOOLEANS |= {"false": False, "0": False, "no": False, "off": False}
+
+
+def _boolean(raw: object) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    if isinstance(raw, str) and raw.strip().lower() in _BOOLEANS:
+        return _BOOLEANS[raw.strip().lower()]
+    raise ValueError
 
 
 def _unknown(names: list[str], *, where: str) -> ConfigError:
@@ -294,6 +333,8 @@ def _check(config: Config) -> None:
         raise ConfigError("smtp_max_retries: must be 0 or more")
     if config.smtp_retry_base_delay <= 0:
         raise ConfigError("smtp_retry_base_delay: must be a positive number of seconds")
+    if config.max_queued_messages < 0:
+        raise ConfigError("max_queued_messages: must be 0 (no limit) or more")
     if config.api_rate_limit <= 0 or config.api_rate_window <= 0:
         raise ConfigError("api_rate_limit and api_rate_window must be positive")
     for ip in config.outbound_ips:

@@ -20,7 +20,7 @@ from appliance.provisioning import (
     is_initialized,
     load_secret_box,
 )
-from appliance.services import http
+from appliance.services import delivery, http, inbound, submission
 from appliance.store.store import Store
 from appliance.supervisor import ServiceSpec, Supervisor
 
@@ -40,7 +40,12 @@ async def open_appliance(config: Config) -> AsyncIterator[AppContext]:
 
 def service_specs(ctx: AppContext, only: Collection[str] | None = None) -> list[ServiceSpec]:
     """The appliance's services; ``only`` picks some by name (tests run a subset)."""
-    specs = [ServiceSpec("http", partial(http.run, ctx))]
+    specs = [
+        ServiceSpec("http", partial(http.run, ctx)),
+        ServiceSpec("delivery", partial(delivery.run, ctx)),
+        ServiceSpec("submission", partial(submission.run, ctx)),
+        ServiceSpec("inbound", partial(inbound.run, ctx)),
+    ]
     if only is not None:
         unknown = set(only) - {s.name for s in specs}
         if unknown:

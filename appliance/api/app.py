@@ -12,7 +12,19 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from appliance import logs
-from appliance.api import api_keys, auth_me, domains, mail_send, messages, ops, templates
+from appliance.api import (
+    api_keys,
+    auth_me,
+    domains,
+    inbound_reports,
+    ip_pools,
+    mail_send,
+    messages,
+    ops,
+    relay_test,
+    relays,
+    templates,
+)
 from appliance.api.errors import ApiError, FieldError, error_response
 from appliance.api.rate_limit import RateLimiter
 from appliance.context import AppContext
@@ -48,6 +60,10 @@ def create_app(ctx: AppContext) -> QuartTrio:
         mail_send.blueprint,
         messages.blueprint,
         templates.blueprint,
+        relay_test.blueprint,
+        relays.blueprint,
+        ip_pools.blueprint,
+        inbound_reports.blueprint,
     ):
         app.register_blueprint(blueprint)
 

@@ -39,6 +39,8 @@ class ComposedMessage:
     envelope_from: str
     recipient: str
     data: bytes  # signed RFC 5322 message, CRLF line endings
+    sender_domain: str  # the verified sending domain that signed it
+    ip_pool: str | None  # the send request's ip_pool_name
 
 
 def verp_address(message_id: str, bounce_domain: str) -> str:
@@ -121,7 +123,12 @@ class Composer:
         signed = signer.sign(body, timestamp=int(now)) + body
         bounce_domain = f"{domain.bounce_subdomain}.{domain.name}"
         return ComposedMessage(
-            message.id, verp_address(message.id, bounce_domain), message.recipient, signed
+            message.id,
+            verp_address(message.id, bounce_domain),
+            message.recipient,
+            signed,
+            sender_domain=domain.name,
+            ip_pool=request.ip_pool_name,
         )
 
     async def compose_or_fail(self, message: Message, *, now: float) -> ComposedMessage | None:

@@ -10,7 +10,12 @@ from appliance.store.batches import Batches
 from appliance.store.database import Database
 from appliance.store.domains import Domains
 from appliance.store.idempotency import IdempotencyKeys
+from appliance.store.inbound_reports import InboundReports
+from appliance.store.ip_pools import IpPools
 from appliance.store.messages import Messages
+from appliance.store.queue import DeliveryQueue
+from appliance.store.relays import Relays
+from appliance.store.send_counters import SendCounters
 from appliance.store.suppressions import Suppressions
 from appliance.store.templates import Templates
 from appliance.store.tenants import Tenants
@@ -29,6 +34,11 @@ class Store:
         self.batches = Batches(db)
         self.domains = Domains(db)
         self.templates = Templates(db)
+        self.inbound_reports = InboundReports(db)
+        self.relays = Relays(db)
+        self.ip_pools = IpPools(db)
+        self.queue = DeliveryQueue(db)
+        self.send_counters = SendCounters(db)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 8, migrate_schema: bool = True) -> Store:

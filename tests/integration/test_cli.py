@@ -94,7 +94,12 @@ def test_serve_on_empty_dir_initialises_serves_and_stops_on_sigterm(
     url = f"http://127.0.0.1:{free_tcp_port}"
     proc = subprocess.Popen(
         [*POSTYARD, "serve"],
-        env=_env(POSTYARD_DATA_DIR=str(data), POSTYARD_HTTP_LISTEN=f"127.0.0.1:{free_tcp_port}"),
+        env=_env(
+            POSTYARD_DATA_DIR=str(data),
+            POSTYARD_HTTP_LISTEN=f"127.0.0.1:{free_tcp_port}",
+            POSTYARD_INBOUND_LISTEN="127.0.0.1:0",
+            POSTYARD_SUBMISSION_LISTEN="127.0.0.1:0",
+        ),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

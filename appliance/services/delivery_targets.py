@@ -1,0 +1,162 @@
+"""Opening an SMTP connection to a destination: the recipient domain's MX hosts or a relay.
+
+MX delivery tries each target in preference order until one holds a
+session (RFC 5321 §5.1); a host that refuses the session or fails TLS does
+not stop the others. Opportunistic STARTTLS: when the TLS handshake fails
+the same host is tried again in plaintext (RFC 7435), because mail that
+cannot be encrypted is still better delivered than bounced. A smart-host
+relay is one target with its own TLS mode and credentials.
+"""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass
+
+from appliance.domain.delivery_outcome import Route
+from appliance.net.smtp_client import SmtpConnection, SmtpTimeouts, connect_smtp
+from appliance.net.smtp_client_errors import (
+    SmtpAuthenticationFailed,
+    SmtpSessionError,
+    TlsNegotiationFailed,
+)
+from appliance.protocols.smtp_client_errors import SmtpClientError
+from appliance.protocols.smtp_client_events import AuthMechanism
+from appliance.services.mx_routing import MxRouter
+
+
+class DestinationUnreachable(Exception):
+    """No connection could be opened; ``permanent`` when no retry can help (null MX...)."""
+
+    def __init__(self, description: str, *, permanent: bool, status: str) -> None:
+        super().__init__(description)
+        self.description = description
+        self.permanent = permanent
+        self.status = status
+
+
+@dataclass(frozen=True, slots=True)
+class RelaySettings:
+    """A smart host, decrypted and ready to connect (see ``store.relays``)."""
+
+    name: str
+    host: str
+    port: int
+    tls_mode: str  # starttls | implicit | none
+    verify_tls: bool
+    username: str | None
+    password: str | None
+    auth_mechanism: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Connected:
+    connection: SmtpConnection
+    route: Route
+
+
+def _verifying_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def connect_mx(
+    router: MxRouter,
+    domain: str,
+    *,
+    port: int,
+    helo_name: str,
+    source_address: str | None,
+    timeouts: SmtpTimeouts,
+) -> Connected:
+    route = await router.route(domain)
+    if not route.ok:
+        raise DestinationUnreachable(route.reason, permanent=route.permanent, status=route.status)
+    failures: list[str] = []
+    for target in route.targets:
+        for starttls in ("opportunistic", "never"):
+            try:
+                connection = await connect_smtp(
+                    target.address,
+                    port,
+                    helo_name=helo_name,
+                    local_address=source_address,
+                    tls_server_hostname=target.host,
+                    starttls=starttls,
+                    timeouts=timeouts,
+                )
+            except TlsNegotiationFailed as exc:
+                failures.append(f"{target.host} [{target.address}]: {exc}")
+                continue  # the same host again, in plaintext
+            except SmtpSessionError as exc:
+                failures.append(f"{target.host} [{target.address}]: {exc}")
+                break  # the next MX target
+            return Connected(
+                connection,
+                Route(
+                    mx_host=target.host,
+                    ip=source_address,
+                    tls=connection.tls_active,
+                    relay=None,
+                ),
+            )
+    raise DestinationUnreachable(
+        f"no MX host of {domain} took a connection: " + "; ".join(failures),
+        permanent=False,
+        status="4.4.1",
+    )
+
+
+async def connect_relay(
+    relay: RelaySettings,
+    *,
+    helo_name: str,
+    source_address: str | None,
+    timeouts: SmtpTimeouts,
+) -> Connected:
+    context = _verifying_context(relay.verify_tls)
+    try:
+        connection = await connect_smtp(
+            relay.host,
+            relay.port,
+            helo_name=helo_name,
+            local_address=source_address,
+            tls_context=context,
+            starttls="required" if relay.tls_mode == "starttls" else "never",
+            implicit_tls=relay.tls_mode == "implicit",
+            timeouts=timeouts,
+        )
+    except SmtpSessionError as exc:
+        raise DestinationUnreachable(
+            f"relay {relay.name} ({relay.host}:{relay.port}): {exc}",
+            permanent=False,
+            status="4.4.1",
+        ) from exc
+    if relay.username:
+        try:
+            await connection.authenticate(
+                relay.username,
+                relay.password or "",
+                mechanism=AuthMechanism(relay.auth_mechanism) if relay.auth_mechanism else None,
+                require_tls=relay.tls_mode != "none",
+            )
+        except SmtpAuthenticationFailed as exc:
+            await connection.aclose()
+            raise DestinationUnreachable(
+                f"relay {relay.name} refused our credentials ({exc}); check the relay's "
+                "username and password under /api/admin/relays and run the relay test",
+                permanent=False,
+                status="4.7.0",
+            ) from exc
+        except (SmtpSessionError, SmtpClientError) as exc:
+            await connection.aclose()
+            raise DestinationUnreachable(
+                f"relay {relay.name}: AUTH failed: {exc}", permanent=False, status="4.7.0"
+            ) from exc
+    return Connected(
+        connection,
+        Route(mx_host=relay.host, ip=source_address, tls=connection.tls_active, relay=relay.name),
+    )
