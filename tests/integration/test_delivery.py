@@ -174,3 +174,35 @@ async def test_connections_are_reused_for_one_destination(tmp_path: Path, sqlite
         assert sorted(r for m in received for r in m["rcpt_tos"]) == sorted(recipients)
         connections = [e for e in setup.mx.log() if e["event"] == "connect"]
         assert len(connections) <= 2, connections
+
+
+async def test_mail_submitted_over_smtp_is_delivered_to_the_mx(
+    tmp_path: Path, database_url: str
+) -> None:
+    import smtplib
+    from email.message import EmailMessage
+
+    import trio
+
+    async with delivery_setup(
+        tmp_path, database_url, services=("http", "delivery", "submission")
+    ) as setup:
+        port = int(setup.app.ctx.listeners["submission"].rpartition(":")[2])
+        mail = EmailMessage()
+        mail["From"] = "App <app@sender.test>"
+        mail["To"] = "reader@example.test"
+        mail["Subject"] = "Submitted over SMTP"
+        mail.set_content("Hello over port 587.")
+
+        def submit() -> None:
+            with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=10) as smtp:
+                smtp.login("apikey", setup.app.api_key)
+                smtp.send_message(mail)
+
+        await trio.to_thread.run_sync(submit)
+        (received,) = await setup.mx.wait_received(1)
+        assert received["rcpt_tos"] == ["reader@example.test"]
+        assert received["mail_from"].startswith("bounces+msg_")
+        data = received["data"]
+        assert "Subject: Submitted over SMTP" in data
+        assert "Hello over port 587." in data
