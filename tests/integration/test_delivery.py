@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dkim
 import pytest
+import trio
 
 from appliance.domain.message_status import MessageStatus
 from appliance.net.dns import dkimpy_dnsfunc
@@ -120,6 +121,21 @@ async def test_delivered_mail_is_signed_with_a_verp_envelope(
         delivered = events[-1][1]
         assert delivered["mx_host"] == "mx.example.test"
         assert delivered["tls"] is False
+
+        # Operators see the engine at work: queue, destinations, outcomes, latency.
+        with trio.fail_after(10):
+            while True:
+                ready = (await setup.http.get("/readyz")).json()
+                details = ready["services"]["delivery"].get("details", {})
+                if "mx:example.test" in details.get("destinations", {}):
+                    break
+                await trio.sleep(0.1)
+        assert set(details["queue"]) >= {"due", "scheduled", "in_flight", "oldest_due_age_seconds"}
+        assert details["destinations"]["mx:example.test"]["delivered"] == 1
+        metrics = (await setup.http.get("/metrics")).text
+        assert 'postyard_delivery_outcomes_total{outcome="delivered"} 1.0' in metrics
+        assert "postyard_delivery_latency_seconds_count 1.0" in metrics
+        assert "postyard_queue_due" in metrics
 
 
 async def test_opportunistic_starttls_is_used_when_offered(tmp_path: Path, sqlite_url: str) -> None:
