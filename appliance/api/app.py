@@ -23,6 +23,7 @@ from appliance.api import (
     ops,
     relay_test,
     relays,
+    suppressions,
     templates,
 )
 from appliance.api.errors import ApiError, FieldError, error_response
@@ -64,6 +65,7 @@ def create_app(ctx: AppContext) -> QuartTrio:
         relays.blueprint,
         ip_pools.blueprint,
         inbound_reports.blueprint,
+        suppressions.blueprint,
     ):
         app.register_blueprint(blueprint)
 

@@ -14,6 +14,7 @@ from appliance.store.schema import suppressions
 from appliance.store.upserts import insert_for
 
 LISTS = ("bounces", "blocks", "spam_reports", "invalid_emails", "unsubscribes")
+_CHUNK = 500  # keys per IN (…) list
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,28 @@ class Suppression:
     status: str | None
     message_id: str | None
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SuppressionFilter:
+    """Which entries of one list to show, newest first, and which page.
+
+    ``email`` is SendGrid's pattern: a prefix of the address, where ``%``
+    stands for any run of characters (``%market`` finds ``market`` anywhere).
+    It is compared case-blind, as the lists are keyed.
+    """
+
+    created_from: float | None = None  # created_at >= this
+    created_before: float | None = None  # created_at < this
+    email: str | None = None
+    limit: int = 500
+    offset: int = 0
+
+
+def email_like(pattern: str) -> str:
+    """SendGrid's ``email`` filter as a LIKE pattern (escape character ``\\``)."""
+    escaped = pattern.casefold().replace("\\", "\\\\").replace("_", "\\_")
+    return escaped if escaped.endswith("%") else escaped + "%"
 
 
 def _suppression(row: Any) -> Suppression:
@@ -88,8 +111,8 @@ class Suppressions:
 
         def fn(conn: sa.Connection) -> dict[str, frozenset[str]]:
             found: dict[str, set[str]] = {}
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
+            for start in range(0, len(wanted), _CHUNK):
+                chunk = wanted[start : start + _CHUNK]
                 rows = conn.execute(
                     sa.select(suppressions.c.email, suppressions.c.list_name).where(
                         suppressions.c.tenant_id == tenant_id, suppressions.c.email.in_(chunk)
@@ -146,5 +169,70 @@ class Suppressions:
                 )
             )
             return result.rowcount == 1
+
+        return await self._db.write(fn)
+
+    async def add_many(self, tenant_id: str, list_name: str, keys: Iterable[str]) -> int:
+        """Add entries (keys from ``suppression_key``) in one transaction.
+
+        Returns how many were new; entries already listed keep their first reason and time.
+        """
+        now = time.time()
+        rows = [
+            suppression_row(
+                tenant_id, list_name, key, reason=None, status=None, message_id=None, now=now
+            )
+            for key in sorted(set(keys))
+        ]
+        return await self._db.write(lambda conn: insert_or_keep(conn, rows))
+
+    async def page(
+        self, tenant_id: str, list_name: str, query: SuppressionFilter
+    ) -> list[Suppression]:
+        """One page of a list, newest first (ties by address), filtered by ``query``."""
+        c = suppressions.c
+        stmt = sa.select(suppressions).where(c.tenant_id == tenant_id, c.list_name == list_name)
+        if query.created_from is not None:
+            stmt = stmt.where(c.created_at >= query.created_from)
+        if query.created_before is not None:
+            stmt = stmt.where(c.created_at < query.created_before)
+        if query.email:
+            stmt = stmt.where(c.email.like(email_like(query.email), escape="\\"))
+        stmt = stmt.order_by(c.created_at.desc(), c.email).limit(query.limit).offset(query.offset)
+
+        def fn(conn: sa.Connection) -> list[Suppression]:
+            return [_suppression(row) for row in conn.execute(stmt)]
+
+        return await self._db.read(fn)
+
+    async def remove_many(self, tenant_id: str, list_name: str, keys: Iterable[str]) -> int:
+        """Remove the entries for ``keys`` (absent ones are skipped); returns how many went."""
+        wanted = sorted(set(keys))
+
+        def fn(conn: sa.Connection) -> int:
+            removed = 0
+            for start in range(0, len(wanted), _CHUNK):
+                removed += conn.execute(
+                    suppressions.delete().where(
+                        suppressions.c.tenant_id == tenant_id,
+                        suppressions.c.list_name == list_name,
+                        suppressions.c.email.in_(wanted[start : start + _CHUNK]),
+                    )
+                ).rowcount
+            return removed
+
+        return await self._db.write(fn)
+
+    async def remove_all(self, tenant_id: str, list_name: str) -> int:
+        """Empty one list of one tenant; returns how many entries went."""
+
+        def fn(conn: sa.Connection) -> int:
+            result = conn.execute(
+                suppressions.delete().where(
+                    suppressions.c.tenant_id == tenant_id,
+                    suppressions.c.list_name == list_name,
+                )
+            )
+            return result.rowcount
 
         return await self._db.write(fn)
