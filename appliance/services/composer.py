@@ -1,5 +1,9 @@
 """Compose a queued message for the wire: render, DKIM-sign, VERP envelope.
 
+A forwarded reply (``domain.forwarding``) is not rendered: its bytes as
+received get our trace headers, the forwarding domain's DKIM signature and
+an SRS envelope sender at the domain's bounce domain.
+
 Used by the delivery engine for every attempt and by ``postyard render``.
 Rendering happens here, at delivery time, so queued rows stay small. Parsed
 requests and DKIM signers are cached: a 1,000-recipient request is parsed
@@ -13,20 +17,33 @@ import hashlib
 import hmac
 import json
 import logging
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import Generic, TypeVar
 
+import trio
+
 from appliance.context import AppContext
+from appliance.domain.forwarding import (
+    ForwardPayload,
+    ForwardPayloadError,
+    decode_forward,
+    forwarded_message,
+    srs_sender,
+)
 from appliance.domain.rendering import RenderTarget, TemplateSource, render_message
 from appliance.domain.send_request import SendRequest
 from appliance.domain.send_validation import parse_send_request
-from appliance.protocols.dkim_signer import DkimSigner
+from appliance.protocols.dkim_signer import DkimMessageError, DkimSigner
 from appliance.store.domains import Domain, signing_material
 from appliance.store.messages import Message
 
 log = logging.getLogger("appliance.composer")
+
+DOMAIN_CACHE_SECONDS = 5.0  # a deactivated or deleted domain stops signing within this
 
 
 class ComposeError(Exception):
@@ -80,13 +97,17 @@ class Composer:
         self._ctx = ctx
         self._requests: _Lru[str, SendRequest] = _Lru(256)
         self._signers: _Lru[tuple[str, str], DkimSigner] = _Lru(512)
+        self._domains: _Lru[tuple[str, str], tuple[float, Domain | None]] = _Lru(1024)
         self._unsubscribe_secret = ctx.secrets.derive("unsubscribe-links")
+        self._srs_secret = ctx.secrets.derive("srs")
 
     async def compose(self, message: Message, *, now: float) -> ComposedMessage:
         store = self._ctx.store
         request = await self._request(message)
+        if isinstance(request, ForwardPayload):
+            return await self._compose_forward(message, request, now=now)
         sender_domain = request.from_for(message.personalization).email.rpartition("@")[2]
-        domain = await store.domains.sending_domain(message.tenant_id, sender_domain.lower())
+        domain = await self._sending_domain(message.tenant_id, sender_domain.lower())
         if domain is None:
             raise ComposeError(
                 f"sender domain {sender_domain} is not verified or not active any more: "
@@ -131,6 +152,16 @@ class Composer:
             ip_pool=request.ip_pool_name,
         )
 
+    async def _sending_domain(self, tenant_id: str, name: str) -> Domain | None:
+        """The verified, active sending domain, re-read at most every DOMAIN_CACHE_SECONDS."""
+        now = time.monotonic()
+        cached = self._domains.get((tenant_id, name))
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        domain = await self._ctx.store.domains.sending_domain(tenant_id, name)
+        self._domains.put((tenant_id, name), (now + DOMAIN_CACHE_SECONDS, domain))
+        return domain
+
     async def compose_or_fail(self, message: Message, *, now: float) -> ComposedMessage | None:
         """Compose, or make the message FAILED with the reason (never left in PROCESSING)."""
         try:
@@ -144,16 +175,53 @@ class Composer:
             )
             return None
 
-    async def _request(self, message: Message) -> SendRequest:
+    async def _compose_forward(
+        self, message: Message, forward: ForwardPayload, *, now: float
+    ) -> ComposedMessage:
+        """The received reply, signed by the domain it was sent to (which relays it)."""
+        domain = await self._sending_domain(message.tenant_id, forward.domain.lower())
+        if domain is None:
+            raise ComposeError(
+                f"replies to {forward.domain} cannot be forwarded: the domain is not verified "
+                "or not active any more (its DKIM key signs them): verify it under "
+                "/api/admin/domains, then retry the message"
+            )
+        data = forwarded_message(forward)
+        signer = self._signer(domain.name, domain.dkim.selector, domain)
+        try:  # in a thread: a received message may be tens of megabytes
+            signed = await trio.to_thread.run_sync(partial(signer.sign, data, timestamp=int(now)))
+        except DkimMessageError as exc:
+            raise ComposeError(
+                f"the reply cannot be forwarded with a DKIM signature: {exc}"
+            ) from exc
+        bounce_domain = f"{domain.bounce_subdomain}.{domain.name}"
+        envelope_from = srs_sender(
+            forward.mail_from, bounce_domain=bounce_domain, secret=self._srs_secret, now=now
+        )
+        return ComposedMessage(
+            message.id,
+            verp_address(message.id, bounce_domain) if envelope_from is None else envelope_from,
+            message.recipient,
+            signed + data,
+            sender_domain=domain.name,
+            ip_pool=None,
+        )
+
+    async def _request(self, message: Message) -> SendRequest | ForwardPayload:
         cached = self._requests.get(message.request_id)
         if cached is not None:
             return cached
         raw = await self._ctx.store.messages.payload(message.request_id)
         if raw is None:
             raise ComposeError(f"the payload of request {message.request_id} is missing")
-        parsed = parse_send_request(
-            json.loads(raw), now=datetime.fromtimestamp(message.created_at, UTC)
-        )
+        body = json.loads(raw)
+        try:
+            forward = decode_forward(body)
+        except ForwardPayloadError as exc:
+            raise ComposeError(str(exc)) from exc
+        if forward is not None:
+            return forward  # not cached: one message per payload, and up to 48 MB
+        parsed = parse_send_request(body, now=datetime.fromtimestamp(message.created_at, UTC))
         self._requests.put(message.request_id, parsed)
         return parsed
 

@@ -1,11 +1,13 @@
-"""The inbound SMTP service (port 25): bounces and complaints for our bounce domains.
+"""The inbound SMTP service (port 25): bounces and complaints, and forwarded replies.
 
 Serves :mod:`appliance.net.smtp_server` with :class:`InboundPolicy` on
 ``inbound_listen``. Mail is taken only for ``<bounce subdomain>.<domain>`` of
-a domain in the store (any tenant's, active or not); every other recipient is
-refused in the conversation with ``550 5.7.1``, so this is never an open
-relay. The null sender (``MAIL FROM:<>``, as DSNs use) is welcome; there is
-no AUTH; STARTTLS is offered when ``tls_cert_file`` is set.
+a domain in the store (any tenant's, active or not) and, for reply
+forwarding (``services.forwarding``), for a sending domain whose
+``forward_to`` is set; every other recipient is refused in the conversation
+with ``550 5.7.1``, so this is never an open relay. The null sender
+(``MAIL FROM:<>``, as DSNs use) is welcome; there is no AUTH; STARTTLS is
+offered when ``tls_cert_file`` is set.
 
 At the end of DATA the message is parsed (``domain.bounce_report``, in a
 worker thread), matched to the message it is about (``domain.inbound_outcome``:
@@ -15,6 +17,11 @@ and suppression in one transaction (``store.inbound_reports``). Every accepted
 report is stored, matched or not. If storing fails the client gets
 ``451 4.3.0`` and keeps the report to try again: a report is never lost
 after a 250.
+
+Mail for a forwarding domain is queued to its ``forward_to`` address instead
+(``ReplyForwarder``). Bounces sent back to a forwarded message's SRS address
+(``SRS0=…@<bounce domain>``) arrive at a bounce domain and are kept as
+reports like any other; they are not relayed back to the original sender.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import socket
 import time
 from collections.abc import Collection, Mapping
 from functools import partial
+from types import MappingProxyType
 from typing import Final
 
 import trio
@@ -47,7 +55,9 @@ from appliance.protocols.smtp_server import (
     RcptTo,
     SmtpLimits,
 )
+from appliance.services.forwarding import ReplyForwarder, route_refusal
 from appliance.services.submission import server_tls_context
+from appliance.store.domains import ForwardingRoute
 from appliance.store.inbound_reports import IncomingReport
 from appliance.store.store import Store
 
@@ -55,7 +65,8 @@ log = logging.getLogger("appliance.inbound")
 
 NAME: Final = "inbound"
 DOMAIN_CACHE_SECONDS: Final = 5.0
-"""How long the set of bounce domains is reused; a new domain is served after this."""
+"""How long the bounce domains and forwarding routes are reused; changes apply after this."""
+NO_ROUTES: Final[Mapping[str, ForwardingRoute]] = MappingProxyType({})
 LIMITS: Final = SmtpLimits(max_message_size=48 * 1024 * 1024)
 """A DSN may return the whole original: room for the largest message we send (30 MB of
 request, base64-encoded) so that no report is refused for its size."""
@@ -85,11 +96,27 @@ def bounce_domain_of(address: str) -> str:
         return address.rpartition("@")[2].strip().rstrip(".").lower()
 
 
-def rcpt_refusal(address: str, bounce_domains: Collection[str]) -> Reply | None:
-    """None when ``address`` is at one of our bounce domains, else the 550 5.7.1 refusal."""
+def forwarding_route(address: str, routes: Mapping[str, ForwardingRoute]) -> ForwardingRoute | None:
+    """The route of the sending domain ``address`` is at (a valid address only), if any."""
+    try:
+        return routes.get(parse_address(address).domain)
+    except InvalidAddressError:
+        return None
+
+
+def rcpt_refusal(
+    address: str,
+    bounce_domains: Collection[str],
+    routes: Mapping[str, ForwardingRoute] = NO_ROUTES,
+) -> Reply | None:
+    """None when ``address`` is at one of our bounce domains or at a sending domain
+    that forwards its mail; else the 550 5.7.1 refusal."""
     if "@" in address and bounce_domain_of(address) in bounce_domains:
         return None
-    return relay_denied(address)
+    route = forwarding_route(address, routes)
+    if route is None:
+        return relay_denied(address)
+    return route_refusal(address, route)
 
 
 def envelope_tenant(recipients: Collection[str], bounce_domains: Mapping[str, str]) -> str | None:
@@ -98,24 +125,35 @@ def envelope_tenant(recipients: Collection[str], bounce_domains: Mapping[str, st
     return tenants.pop() if len(tenants) == 1 else None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class RecipientDomains:
+    bounce: Mapping[str, str]
+    """Bounce domain → tenant id."""
+    routes: Mapping[str, ForwardingRoute]
+    """Sending domain → whether and where its mail is forwarded."""
+
+
 class BounceDomains:
-    """Bounce domain → tenant id, re-read from the store every few seconds."""
+    """The bounce domains and forwarding routes, re-read from the store every few seconds."""
 
     def __init__(self, store: Store, *, ttl: float = DOMAIN_CACHE_SECONDS) -> None:
         self._store = store
         self._ttl = ttl
-        self._domains: dict[str, str] | None = None
+        self._domains: RecipientDomains | None = None
         self._expires = float("-inf")
         self._lock = trio.Lock()
 
-    async def current(self) -> Mapping[str, str]:
-        """The mapping; a stale one when the store cannot be read (raises with none)."""
+    async def current(self) -> RecipientDomains:
+        """The domains; stale ones when the store cannot be read (raises with none)."""
         if trio.current_time() < self._expires and self._domains is not None:
             return self._domains
         async with self._lock:  # one reload at a time; the others reuse its result
             if trio.current_time() >= self._expires or self._domains is None:
                 try:
-                    self._domains = await self._store.domains.bounce_domains()
+                    self._domains = RecipientDomains(
+                        await self._store.domains.bounce_domains(),
+                        await self._store.domains.forwarding_routes(),
+                    )
                 except Exception:
                     if self._domains is None:
                         raise
@@ -153,7 +191,7 @@ class ReportReceiver:
                 report=report,
                 raw=message.data,
                 keys=tuple(match_keys(envelope.recipients, report)),
-                envelope_tenant_id=envelope_tenant(envelope.recipients, domains),
+                envelope_tenant_id=envelope_tenant(envelope.recipients, domains.bounce),
             )
             recorded = await self.store.inbound_reports.record(incoming)
         except Exception:
@@ -188,8 +226,12 @@ class ReportReceiver:
 class InboundPolicy:
     """The :class:`~appliance.net.smtp_server.SmtpPolicy` of one inbound connection."""
 
-    def __init__(self, receiver: ReportReceiver) -> None:
+    def __init__(self, receiver: ReportReceiver, forwarder: ReplyForwarder) -> None:
         self._receiver = receiver
+        self._forwarder = forwarder
+        # Recipients of this transaction taken for forwarding, with the route decided at
+        # RCPT (so a forward_to removed before DATA cannot leave an accepted one unrouted).
+        self._forwarding: dict[str, ForwardingRoute] = {}
 
     async def on_connect(self, session: SmtpSession) -> Reply | None:
         return None
@@ -201,6 +243,7 @@ class InboundPolicy:
         return R.AUTH_UNAVAILABLE  # not offered (AuthMode.DISABLED): never asked
 
     async def on_mail(self, session: SmtpSession, mail: MailFrom) -> Reply | None:
+        self._forwarding = {}  # a new transaction
         return None  # any sender, the null sender <> of DSNs included
 
     async def on_rcpt(self, session: SmtpSession, rcpt: RcptTo) -> Reply | None:
@@ -209,16 +252,41 @@ class InboundPolicy:
         except Exception:
             log.exception("cannot read the bounce domains", extra={"peer_host": session.peer_host})
             return DOMAINS_UNAVAILABLE
-        refusal = rcpt_refusal(rcpt.address, domains)
+        refusal = rcpt_refusal(rcpt.address, domains.bounce, domains.routes)
         if refusal is not None:
             log.info(
-                "inbound recipient refused: not a bounce domain",
-                extra={"peer_host": session.peer_host, "recipient": rcpt.address},
+                "inbound recipient refused",
+                extra={
+                    "peer_host": session.peer_host,
+                    "recipient": rcpt.address,
+                    "reply": str(refusal),
+                },
             )
+        elif bounce_domain_of(rcpt.address) not in domains.bounce:
+            route = forwarding_route(rcpt.address, domains.routes)
+            if route is not None:  # always: rcpt_refusal took it for forwarding
+                self._forwarding[rcpt.address] = route
         return refusal
 
     async def on_data(self, session: SmtpSession, message: MessageData) -> Reply | None:
-        return await self._receiver.receive(session, message)
+        """Reports to the receiver, forwarded replies to the forwarder (reports first:
+        a report stored twice is recorded once, a forward queued twice is sent twice)."""
+        envelope = message.envelope
+        forwards = {r: self._forwarding[r] for r in envelope.recipients if r in self._forwarding}
+        reports = tuple(r for r in envelope.recipients if r not in forwards)
+        if not forwards:
+            return await self._receiver.receive(session, message)
+        refusal = self._forwarder.loop_refusal(session, message)
+        if refusal is not None:
+            return refusal
+        if reports:
+            only_reports = dataclasses.replace(envelope, recipients=reports)
+            reply = await self._receiver.receive(
+                session, dataclasses.replace(message, envelope=only_reports)
+            )
+            if not reply.is_positive():
+                return reply
+        return await self._forwarder.forward(session, message, forwards)
 
 
 def _hostname(ctx: AppContext) -> str:
@@ -232,11 +300,12 @@ async def run(
     listen = config.inbound
     tls_context = server_tls_context(config)
     receiver = ReportReceiver(ctx.store, BounceDomains(ctx.store))
+    forwarder = ReplyForwarder(ctx, hostname=_hostname(ctx))
     async with trio.open_nursery() as nursery:
         server: SmtpServer = await nursery.start(
             partial(
                 serve_smtp,
-                lambda: InboundPolicy(receiver),
+                lambda: InboundPolicy(receiver, forwarder),
                 host=listen.host,
                 port=listen.port,
                 tls_context=tls_context,
@@ -255,6 +324,7 @@ async def run(
                 health.beat(
                     **dataclasses.asdict(server.statistics()),
                     **dataclasses.asdict(receiver.statistics),
+                    **dataclasses.asdict(forwarder.statistics),
                 )
                 with trio.move_on_after(config.heartbeat_interval):
                     await ctx.shutdown.wait()

@@ -79,6 +79,20 @@ class Domain:
 
 
 @dataclass(frozen=True, slots=True)
+class ForwardingRoute:
+    """What the inbound server does with mail for a sending domain (its MX may be us)."""
+
+    domain: str
+    tenant_id: str
+    forward_to: str | None  # None: refused with 550
+    can_send: bool  # verified and active: forwarded mail is signed with its key
+
+    @property
+    def forwards(self) -> bool:
+        return self.forward_to is not None and self.can_send
+
+
+@dataclass(frozen=True, slots=True)
 class DkimSigningMaterial:
     """What the DKIM signer needs (``protocols.dkim_signer.DkimSigner(domain, selector, pem)``)."""
 
@@ -265,6 +279,26 @@ class Domains:
         def fn(c: sa.Connection) -> dict[str, str]:
             query = sa.select(domains.c.bounce_subdomain, domains.c.name, domains.c.tenant_id)
             return {f"{sub}.{name}".lower(): tenant for sub, name, tenant in c.execute(query).all()}
+
+        return await self._db.read(fn)
+
+    async def forwarding_routes(self) -> dict[str, ForwardingRoute]:
+        """Every domain name → how the inbound server treats mail addressed to it."""
+
+        def fn(c: sa.Connection) -> dict[str, ForwardingRoute]:
+            query = sa.select(
+                domains.c.name,
+                domains.c.tenant_id,
+                domains.c.forward_to,
+                domains.c.verified,
+                domains.c.is_active,
+            )
+            return {
+                name.lower(): ForwardingRoute(
+                    name.lower(), tenant, forward_to, bool(verified) and bool(active)
+                )
+                for name, tenant, forward_to, verified, active in c.execute(query).all()
+            }
 
         return await self._db.read(fn)
 
