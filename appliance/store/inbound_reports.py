@@ -35,6 +35,7 @@ from appliance.domain.inbound_outcome import (
 )
 from appliance.domain.message_status import MessageStatus
 from appliance.store.database import Database
+from appliance.store.event_log import append_events
 from appliance.store.messages import event_row
 from appliance.store.schema import events, inbound_reports, messages
 from appliance.store.suppressions import insert_or_keep, suppression_row
@@ -275,7 +276,7 @@ def _apply(
             dict(effect.event_data or {}),
             now,
         )
-        conn.execute(events.insert(), [event])
+        append_events(conn, [event])
         event_id = event["id"]
     status_changed = False
     if effect.new_status is not None:

@@ -25,6 +25,7 @@ from appliance.domain.message_status import (
     retry_refusal,
 )
 from appliance.store.database import Database
+from appliance.store.event_log import append_events
 from appliance.store.schema import events, messages, send_requests
 
 
@@ -202,7 +203,7 @@ class Messages:
             conn.execute(send_requests.insert(), [request_row])
             if message_rows:
                 conn.execute(messages.insert(), message_rows)
-                conn.execute(events.insert(), event_rows)
+                append_events(conn, event_rows)
 
         await self._db.write(fn)
 
@@ -332,8 +333,8 @@ class Messages:
             if result.rowcount != 1:
                 fresh = message_from_row(conn.execute(sa.select(messages).where(*where)).one())
                 return ActionOutcome(fresh, f"message changed to {fresh.status} meanwhile")
-            conn.execute(
-                events.insert(),
+            append_events(
+                conn,
                 [
                     event_row(
                         tenant_id,
@@ -378,8 +379,8 @@ class Messages:
                     updated_at=now,
                 )
             )
-            conn.execute(
-                events.insert(),
+            append_events(
+                conn,
                 [
                     event_row(
                         current.tenant_id,

@@ -25,8 +25,9 @@ from appliance.domain.acceptance import suppression_key
 from appliance.domain.delivery_outcome import DeliveryOutcome
 from appliance.domain.message_status import MessageStatus
 from appliance.store.database import Database
+from appliance.store.event_log import append_events
 from appliance.store.messages import Message, event_row, message_from_row
-from appliance.store.schema import CLAIMABLE_STATUSES, IN_FLIGHT_STATUSES, events, messages
+from appliance.store.schema import CLAIMABLE_STATUSES, IN_FLIGHT_STATUSES, messages
 from appliance.store.suppressions import insert_or_keep, suppression_row
 
 # What a row may be advanced to, and from which in-flight statuses.
@@ -206,8 +207,8 @@ class DeliveryQueue:
             ).all()
             rows = sorted(released, key=lambda r: r.id)
             if rows:
-                conn.execute(
-                    events.insert(),
+                append_events(
+                    conn,
                     [
                         event_row(
                             r.tenant_id,
@@ -296,8 +297,8 @@ class DeliveryQueue:
                 return []
             applied = [(r, by_id[r.id]) for r in rows]
             conn.execute(update, [_update_params(o) for _, o in applied])
-            conn.execute(
-                events.insert(),
+            append_events(
+                conn,
                 [
                     event_row(r.tenant_id, r.id, o.event_type, r.recipient, o.event_data, now)
                     for r, o in applied

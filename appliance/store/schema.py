@@ -324,3 +324,112 @@ inbound_reports = Table(
     Index("ix_inbound_reports_received", "received_at"),
     Index("ix_inbound_reports_message", "message_id"),
 )
+
+# ---- events out: webhooks, statistics, unsubscribe groups ----------------
+
+webhooks = Table(
+    "webhooks",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("friendly_name", String(100)),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("event_types", Text, nullable=False, server_default="[]"),  # JSON list; [] = all
+    Column("format", String(16), nullable=False, server_default="postyard"),  # | sendgrid
+    Column("signed", Boolean, nullable=False, server_default=text("false")),
+    Column("signing_public_key", Text),  # base64 DER (SubjectPublicKeyInfo), as SendGrid shows it
+    Column("signing_private_key", Text),  # encrypted with the secret box
+    Column("disabled_at", Float),  # set when sustained failure turned it off
+    Column("disabled_reason", Text),
+    Column("failing_since", Float),  # first failure of the current streak
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_webhooks_tenant", "tenant_id"),
+)
+
+# The transactional outbox: one row per (webhook, event), written in the same
+# transaction as the event (store.event_log.append_events), deleted once the
+# webhook's receiver has taken it. Disabled webhooks keep collecting rows, so
+# re-enabling resumes where delivery stopped.
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("webhook_id", String(32), ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("event_id", String(32), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("due_at", Float, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("last_error", Text),
+    Index("ix_webhook_outbox_due", "webhook_id", "due_at"),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("webhook_id", String(32), ForeignKey("webhooks.id", ondelete="CASCADE"), nullable=False),
+    Column("attempted_at", Float, nullable=False),
+    Column("events", Integer, nullable=False),
+    Column("status_code", Integer),  # None: no HTTP answer (refused, timeout, TLS)
+    Column("latency_ms", Float),
+    Column("error", Text),
+    Column("response_snippet", Text),
+    Column("test", Boolean, nullable=False, server_default=text("false")),
+    Index("ix_webhook_deliveries_webhook", "webhook_id", "attempted_at"),
+)
+
+# Daily roll-up of events per tenant and category ("" = all mail), SendGrid's
+# 16 metrics; kept current by store.event_log and rebuilt from events on demand.
+STAT_METRICS = (
+    "blocks",
+    "bounce_drops",
+    "bounces",
+    "clicks",
+    "deferred",
+    "delivered",
+    "invalid_emails",
+    "opens",
+    "processed",
+    "requests",
+    "spam_report_drops",
+    "spam_reports",
+    "unique_clicks",
+    "unique_opens",
+    "unsubscribe_drops",
+    "unsubscribes",
+)
+
+stats_daily = Table(
+    "stats_daily",
+    metadata,
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("day", String(10), nullable=False),  # UTC, YYYY-MM-DD
+    Column("category", String(255), nullable=False, server_default=""),
+    *(Column(name, Integer, nullable=False, server_default="0") for name in STAT_METRICS),
+    PrimaryKeyConstraint("tenant_id", "day", "category"),
+)
+
+asm_groups = Table(
+    "asm_groups",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),  # SendGrid group ids are integers
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("description", String(250), nullable=False, server_default=""),
+    Column("is_default", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", Float, nullable=False),
+    Index("ix_asm_groups_tenant", "tenant_id"),
+)
+
+asm_group_suppressions = Table(
+    "asm_group_suppressions",
+    metadata,
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("group_id", BigId, ForeignKey("asm_groups.id", ondelete="CASCADE"), nullable=False),
+    Column("email", String(320), nullable=False),  # normalised like suppressions
+    Column("created_at", Float, nullable=False),
+    PrimaryKeyConstraint("group_id", "email"),
+    Index("ix_asm_group_suppressions_email", "tenant_id", "email"),
+)
