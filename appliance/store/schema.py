@@ -30,6 +30,8 @@ from sqlalchemy import (
     text,
 )
 
+from appliance.domain.stats_metrics import METRICS
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(column_0_label)s",
@@ -382,24 +384,7 @@ webhook_deliveries = Table(
 
 # Daily roll-up of events per tenant and category ("" = all mail), SendGrid's
 # 16 metrics; kept current by store.event_log and rebuilt from events on demand.
-STAT_METRICS = (
-    "blocks",
-    "bounce_drops",
-    "bounces",
-    "clicks",
-    "deferred",
-    "delivered",
-    "invalid_emails",
-    "opens",
-    "processed",
-    "requests",
-    "spam_report_drops",
-    "spam_reports",
-    "unique_clicks",
-    "unique_opens",
-    "unsubscribe_drops",
-    "unsubscribes",
-)
+STAT_METRICS = METRICS  # SendGrid's 16 metric names (domain.stats_metrics)
 
 stats_daily = Table(
     "stats_daily",
