@@ -226,15 +226,11 @@ for _list_name in LISTS:
 # ---------------------------------------------------------------- global unsubscribes (ASM)
 
 
-@blueprint.post("/asm/suppressions/global")
-@tag(_TAGS)
-@requires("asm.suppressions.global.create")
-@json_body(GlobalSuppressions)
-async def add_global_suppressions(data: GlobalSuppressions) -> tuple[dict[str, Any], int]:
-    """Add addresses to the global unsubscribes; answers the addresses given."""
+def recipient_keys(emails: list[str], *, help_url: str) -> list[str]:
+    """Suppression keys of ``recipient_emails``, or a 400 naming every bad address."""
     errors: list[FieldError] = []
     keys: list[str] = []
-    for index, email in enumerate(data.recipient_emails):
+    for index, email in enumerate(emails):
         try:
             keys.append(parse_address(email).key)
         except InvalidAddressError as exc:
@@ -243,11 +239,21 @@ async def add_global_suppressions(data: GlobalSuppressions) -> tuple[dict[str, A
                     f"recipient_emails.{index} {email!r} is not a valid email address: "
                     f"{exc.detail}",
                     f"recipient_emails.{index}",
-                    _HELP,
+                    help_url,
                 )
             )
     if errors:
         raise ApiError(400, errors[0].message, errors=errors)
+    return keys
+
+
+@blueprint.post("/asm/suppressions/global")
+@tag(_TAGS)
+@requires("asm.suppressions.global.create")
+@json_body(GlobalSuppressions)
+async def add_global_suppressions(data: GlobalSuppressions) -> tuple[dict[str, Any], int]:
+    """Add addresses to the global unsubscribes; answers the addresses given."""
+    keys = recipient_keys(data.recipient_emails, help_url=_HELP)
     await app_ctx().store.suppressions.add_many(principal().tenant_id, GLOBAL_LIST, keys)
     return {"recipient_emails": data.recipient_emails}, 201
 

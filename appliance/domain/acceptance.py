@@ -18,17 +18,22 @@ from appliance.domain.ids import new_id
 from appliance.domain.message_status import MessageStatus
 from appliance.domain.send_request import MailSettings, SendRequest
 
+GROUP_UNSUBSCRIBES = "group_unsubscribes"
+"""Pseudo list: the address unsubscribed from the request's ASM group (``asm.group_id``)."""
+
 # suppression list → (drop reason, the bypass flag that overrides it)
 DROP_REASONS: Mapping[str, tuple[str, str | None]] = {
     "bounces": ("suppressed_bounce", "bypass_bounce_management"),
     "spam_reports": ("suppressed_spam_report", "bypass_spam_management"),
     "unsubscribes": ("suppressed_unsubscribe", "bypass_unsubscribe_management"),
+    GROUP_UNSUBSCRIBES: ("suppressed_group_unsubscribe", "bypass_unsubscribe_management"),
     "invalid_emails": ("suppressed_invalid", None),
 }
 DROP_MESSAGES = {
     "suppressed_bounce": "Bounced Address",
     "suppressed_spam_report": "Spam Reporting Address",
     "suppressed_unsubscribe": "Unsubscribed Address",
+    "suppressed_group_unsubscribe": "Unsubscribed Address",
     "suppressed_invalid": "Invalid",
 }
 

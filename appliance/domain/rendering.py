@@ -14,6 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from appliance.domain.link_tracking import (
+    TrackingLinks,
+    add_open_pixel,
+    track_html_links,
+    track_text_links,
+)
 from appliance.domain.send_request import (
     ContentType,
     EmailAddress,
@@ -48,6 +54,7 @@ class RenderTarget:
     date: datetime
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
+    tracking: TrackingLinks | None = None  # used where the request's tracking_settings enable it
 
 
 def _mailbox(address: EmailAddress) -> mime.Mailbox:
@@ -103,6 +110,8 @@ def render_message(
             text = f"{text}\n\n{footer.text}"
         if html is not None and footer.html:
             html = _append_html(html, footer.html)
+    if target.tracking is not None:
+        text, html = _track(request, target.tracking, text, html)
 
     reply_to: tuple[mime.Mailbox, ...] = ()
     if request.reply_to_list:
@@ -143,3 +152,20 @@ def _append_html(html: str, footer: str) -> str:
     lowered = html.lower()
     at = lowered.rfind("</body>")
     return f"{html[:at]}{footer}{html[at:]}" if at != -1 else f"{html}{footer}"
+
+
+def _track(
+    request: SendRequest, links: TrackingLinks, text: str | None, html: str | None
+) -> tuple[str | None, str | None]:
+    """Click and open tracking as the request's tracking_settings ask (after the footer)."""
+    settings = request.tracking_settings
+    click = settings.click_tracking
+    if click is not None and click.enable:
+        if html is not None:
+            html = track_html_links(html, links.click_url)
+        if text is not None and click.enable_text:
+            text = track_text_links(text, links.click_url)
+    opened = settings.open_tracking
+    if opened is not None and opened.enable and html is not None:
+        html = add_open_pixel(html, links.open_url, opened.substitution_tag)
+    return text, html

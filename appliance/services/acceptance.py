@@ -22,7 +22,7 @@ from typing import Final
 
 from appliance.auth import AuthFailure
 from appliance.context import AppContext
-from appliance.domain.acceptance import plan_acceptance, suppression_key
+from appliance.domain.acceptance import GROUP_UNSUBSCRIBES, plan_acceptance, suppression_key
 from appliance.domain.ids import new_id
 from appliance.domain.send_request import SendRequest, TemplateKind
 from appliance.domain.send_validation import parse_send_request
@@ -226,6 +226,10 @@ class MailAcceptance:
 
         keys = {suppression_key(r.address.email) for r in mail.recipients()}
         suppressed = await ctx.store.suppressions.lists_for(tenant_id, keys)
+        if mail.asm is not None:
+            in_group = await ctx.store.asm_groups.suppressed(tenant_id, mail.asm.group_id, keys)
+            for key in in_group:
+                suppressed[key] = suppressed.get(key, frozenset()) | {GROUP_UNSUBSCRIBES}
         plan = plan_acceptance(mail, request_id=request_id, suppressed=suppressed, now=now)
         await ctx.store.messages.accept(
             tenant_id=tenant_id,

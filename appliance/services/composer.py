@@ -12,9 +12,6 @@ once, a domain's key is decrypted and loaded once.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import json
 import logging
 import time
@@ -34,9 +31,17 @@ from appliance.domain.forwarding import (
     forwarded_message,
     srs_sender,
 )
+from appliance.domain.link_tracking import TrackingLinks
 from appliance.domain.rendering import RenderTarget, TemplateSource, render_message
 from appliance.domain.send_request import SendRequest
 from appliance.domain.send_validation import parse_send_request
+from appliance.domain.tracking_tokens import (
+    TRACKING_KEY_PURPOSE,
+    UNSUBSCRIBE_KEY_PURPOSE,
+    click_token,
+    open_token,
+    unsubscribe_token,
+)
 from appliance.protocols.dkim_signer import DkimMessageError, DkimSigner
 from appliance.store.domains import Domain, signing_material
 from appliance.store.messages import Message
@@ -63,11 +68,6 @@ class ComposedMessage:
 def verp_address(message_id: str, bounce_domain: str) -> str:
     """``bounces+<message id>@<bounce domain>``: any DSN names the message it is about."""
     return f"bounces+{message_id}@{bounce_domain}"
-
-
-def unsubscribe_token(secret: bytes, message_id: str) -> str:
-    mac = hmac.new(secret, message_id.encode(), hashlib.sha256).digest()[:16]
-    return f"{message_id}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
 
 
 K = TypeVar("K")
@@ -98,7 +98,8 @@ class Composer:
         self._requests: _Lru[str, SendRequest] = _Lru(256)
         self._signers: _Lru[tuple[str, str], DkimSigner] = _Lru(512)
         self._domains: _Lru[tuple[str, str], tuple[float, Domain | None]] = _Lru(1024)
-        self._unsubscribe_secret = ctx.secrets.derive("unsubscribe-links")
+        self._unsubscribe_secret = ctx.secrets.derive(UNSUBSCRIBE_KEY_PURPOSE)
+        self._tracking_secret = ctx.secrets.derive(TRACKING_KEY_PURPOSE)
         self._srs_secret = ctx.secrets.derive("srs")
 
     async def compose(self, message: Message, *, now: float) -> ComposedMessage:
@@ -128,13 +129,15 @@ class Composer:
                 html=version.html_content,
                 plain=version.plain_content,
             )
+        base_url = self._ctx.config.base_url
         token = unsubscribe_token(self._unsubscribe_secret, message.id)
         target = RenderTarget(
             message_id=message.id,
             personalization=message.personalization,
             recipient=message.recipient,
             date=datetime.fromtimestamp(now, UTC),
-            unsubscribe_url=f"{self._ctx.config.base_url}/t/u/{token}",
+            unsubscribe_url=f"{base_url}/t/u/{token}",
+            tracking=self._tracking_links(message.id),
         )
         try:
             body = render_message(request, target, template)
@@ -151,6 +154,15 @@ class Composer:
             sender_domain=domain.name,
             ip_pool=request.ip_pool_name,
         )
+
+    def _tracking_links(self, message_id: str) -> TrackingLinks:
+        base_url = self._ctx.config.base_url
+        secret = self._tracking_secret
+
+        def click_url(url: str) -> str:
+            return f"{base_url}/t/c/{click_token(secret, message_id, url)}"
+
+        return TrackingLinks(f"{base_url}/t/o/{open_token(secret, message_id)}", click_url)
 
     async def _sending_domain(self, tenant_id: str, name: str) -> Domain | None:
         """The verified, active sending domain, re-read at most every DOMAIN_CACHE_SECONDS."""
