@@ -156,6 +156,45 @@ class Config:
         "(HTTP 503, SMTP 451 4.4.2); 0 = no limit.",
         unit="messages",
     )
+    event_stream_poll_interval: float = _key(
+        0.25 * SECONDS, "How often the live event stream reads new events.", unit="s"
+    )
+    event_stream_buffer: int = _key(
+        1000,
+        "Events buffered per live-stream client; a client further behind is dropped "
+        "(close code 1008, 'client too slow').",
+        unit="events",
+    )
+    reputation_check_interval: float = _key(
+        60 * SECONDS,
+        "How often the reputation guard recomputes bounce and complaint rates.",
+        unit="s",
+    )
+    reputation_min_volume: int = _key(
+        100,
+        "Delivered plus bounced messages a tenant or domain needs in a window before its "
+        "rates are judged.",
+        unit="messages",
+    )
+    reputation_alert_hard_bounce_rate: float = _key(
+        0.05, "Hard-bounce rate that raises a reputation_alert event (0.05 = 5 %).", unit="ratio"
+    )
+    reputation_alert_complaint_rate: float = _key(
+        0.001, "Complaint rate that raises a reputation_alert event (0.001 = 0.1 %).", unit="ratio"
+    )
+    reputation_suspend_hard_bounce_rate: float = _key(
+        0.10, "Hard-bounce rate that suspends the tenant's sending (0.10 = 10 %).", unit="ratio"
+    )
+    reputation_suspend_complaint_rate: float = _key(
+        0.005, "Complaint rate that suspends the tenant's sending (0.005 = 0.5 %).", unit="ratio"
+    )
+
+    webhook_disable_after: float = _key(
+        24 * 3600 * SECONDS,
+        "A webhook whose deliveries keep failing this long is disabled (disabled_at) and an "
+        'alert event emitted; its pending events wait for PATCH {"enabled": true}.',
+        unit="s",
+    )
 
     # ---- derived values -------------------------------------------------
 

@@ -20,7 +20,7 @@ from appliance.provisioning import (
     is_initialized,
     load_secret_box,
 )
-from appliance.services import delivery, http, inbound, submission
+from appliance.services import delivery, http, inbound, reputation, submission, webhooks
 from appliance.store.store import Store
 from appliance.supervisor import ServiceSpec, Supervisor
 
@@ -45,6 +45,8 @@ def service_specs(ctx: AppContext, only: Collection[str] | None = None) -> list[
         ServiceSpec("delivery", partial(delivery.run, ctx)),
         ServiceSpec("submission", partial(submission.run, ctx)),
         ServiceSpec("inbound", partial(inbound.run, ctx)),
+        ServiceSpec("reputation", partial(reputation.run, ctx)),
+        ServiceSpec("webhooks", partial(webhooks.run, ctx)),
     ]
     if only is not None:
         unknown = set(only) - {s.name for s in specs}

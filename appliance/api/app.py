@@ -14,8 +14,11 @@ from werkzeug.exceptions import HTTPException
 from appliance import logs
 from appliance.api import (
     api_keys,
+    asm_groups,
     auth_me,
     domains,
+    event_ingest,
+    event_stream,
     inbound_reports,
     ip_pools,
     mail_send,
@@ -23,8 +26,13 @@ from appliance.api import (
     ops,
     relay_test,
     relays,
+    stats,
     suppressions,
     templates,
+    tenant_admin,
+    tracking,
+    webhook_settings,
+    webhooks,
 )
 from appliance.api.errors import ApiError, FieldError, error_response
 from appliance.api.rate_limit import RateLimiter
@@ -66,6 +74,14 @@ def create_app(ctx: AppContext) -> QuartTrio:
         ip_pools.blueprint,
         inbound_reports.blueprint,
         suppressions.blueprint,
+        stats.blueprint,
+        asm_groups.blueprint,
+        tracking.blueprint,
+        webhook_settings.blueprint,
+        webhooks.blueprint,
+        event_stream.blueprint,
+        event_ingest.blueprint,
+        tenant_admin.blueprint,
     ):
         app.register_blueprint(blueprint)
 

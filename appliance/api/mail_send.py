@@ -113,7 +113,7 @@ def _api_error(exc: AcceptanceError) -> Exception:
         errors = [FieldError(p.message, p.field, p.help) for p in exc.problems]
         return ApiError(400, errors[0].message, errors=errors)
     if isinstance(exc, TenantSuspended):
-        return ApiError(403, AuthFailure.TENANT_SUSPENDED.value, None, None)
+        return ApiError(403, AuthFailure.TENANT_SUSPENDED.value, None, exc.reason)
     if isinstance(exc, SendingLimitExceeded):
         return ApiError(429, str(exc), None, None)
     if isinstance(exc, QueueFull):

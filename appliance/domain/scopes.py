@@ -30,6 +30,7 @@ ALL_SCOPES: frozenset[str] = frozenset(
         *_crud("asm.suppressions.global"),
         "stats.read",
         "stats.global.read",
+        "stats.export",  # POST /v3/stats/rebuild (Postyard's)
         *_crud("categories"),
         "categories.stats.read",
         "categories.stats.sums.read",

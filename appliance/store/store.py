@@ -6,20 +6,26 @@ import trio
 
 from appliance.store import migrate
 from appliance.store.api_keys import ApiKeys
+from appliance.store.asm_groups import AsmGroups
 from appliance.store.batches import Batches
 from appliance.store.database import Database
 from appliance.store.domains import Domains
+from appliance.store.event_ingest import EventIngestion
 from appliance.store.idempotency import IdempotencyKeys
 from appliance.store.inbound_reports import InboundReports
 from appliance.store.ip_pools import IpPools
 from appliance.store.messages import Messages
 from appliance.store.queue import DeliveryQueue
 from appliance.store.relays import Relays
+from appliance.store.reputation import Reputation
 from appliance.store.send_counters import SendCounters
+from appliance.store.stats import Stats
 from appliance.store.suppressions import Suppressions
 from appliance.store.templates import Templates
 from appliance.store.tenants import Tenants
+from appliance.store.tracking import Tracking
 from appliance.store.users import Users
+from appliance.store.webhooks import Webhooks
 
 
 class Store:
@@ -39,6 +45,12 @@ class Store:
         self.ip_pools = IpPools(db)
         self.queue = DeliveryQueue(db)
         self.send_counters = SendCounters(db)
+        self.event_ingestion = EventIngestion(db)
+        self.reputation = Reputation(db)
+        self.webhooks = Webhooks(db)
+        self.asm_groups = AsmGroups(db)
+        self.tracking = Tracking(db)
+        self.stats = Stats(db)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 8, migrate_schema: bool = True) -> Store:

@@ -93,10 +93,19 @@ def insert_or_keep(conn: sa.Connection, rows: Sequence[dict[str, Any]]) -> int:
     """
     if not rows:
         return 0
-    stmt = insert_for(conn, suppressions).on_conflict_do_nothing(
-        index_elements=[suppressions.c.tenant_id, suppressions.c.email, suppressions.c.list_name]
+    stmt = (
+        insert_for(conn, suppressions)
+        .on_conflict_do_nothing(
+            index_elements=[
+                suppressions.c.tenant_id,
+                suppressions.c.email,
+                suppressions.c.list_name,
+            ]
+        )
+        .returning(suppressions.c.email)
     )
-    return conn.execute(stmt, list(rows)).rowcount
+    # Counted from RETURNING: rowcount is unreliable for ON CONFLICT DO NOTHING in batches.
+    return len(conn.execute(stmt, list(rows)).all())
 
 
 class Suppressions:

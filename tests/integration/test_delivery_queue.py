@@ -445,7 +445,10 @@ async def test_record_skips_messages_no_longer_in_flight(store: Store) -> None:
 async def test_record_keeps_an_existing_suppression_unchanged(store: Store) -> None:
     (message_id,) = await enqueue(store, [T0 - 1], recipients=["gone@example.org"])
     (message,) = await claim(store, "node-a")
-    await store.suppressions.add(message.tenant_id, "bounces", "gone@example.org", reason="first")
+    assert await store.suppressions.add(
+        message.tenant_id, "bounces", "gone@example.org", reason="first"
+    )
+    assert not await store.suppressions.add(message.tenant_id, "bounces", "gone@example.org")
     bounce = outcome(
         message,
         BOUNCED,
