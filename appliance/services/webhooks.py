@@ -217,10 +217,12 @@ class WebhookDispatcher:
     async def _deliver(
         self, client: httpx.AsyncClient, hook: Webhook, items: Sequence[OutboxItem], now: float
     ) -> None:
+        claimed = items
         body = batch_body(hook, items)
         while body is not None and len(body) > MAX_BATCH_BYTES and len(items) > 1:
             items = items[: len(items) // 2]
             body = batch_body(hook, items)
+        await self._store.release([i.id for i in claimed[len(items) :]], now)  # the next batch
         ids = [i.id for i in items]
         if body is None:  # e.g. our own alerts to a SendGrid-format webhook
             await self._store.delete_delivered(ids)

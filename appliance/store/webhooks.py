@@ -30,6 +30,10 @@ from appliance.store.schema import events, messages, webhook_deliveries, webhook
 DISABLED_EVENT = "webhook_disabled"
 
 
+# A claimed outbox row belongs to one dispatcher this long (longer than a POST's timeout).
+CLAIM_LEASE_SECONDS = 120.0
+
+
 @dataclass(frozen=True, slots=True)
 class Webhook:
     id: str
@@ -327,10 +331,39 @@ class Webhooks:
 
     # -- outbox ------------------------------------------------------------
 
-    async def due(self, webhook_id: str, limit: int, now: float) -> builtins.list[OutboxItem]:
-        """Up to ``limit`` pending events due by ``now``, oldest first, with their origins."""
+    async def due(
+        self, webhook_id: str, limit: int, now: float, *, lease: float = CLAIM_LEASE_SECONDS
+    ) -> builtins.list[OutboxItem]:
+        """Claim up to ``limit`` pending events due by ``now``, oldest first, with their origins.
+
+        Claimed rows are pushed ``lease`` seconds into the future, so another node's
+        dispatcher does not post them too; the caller deletes them once delivered or
+        reschedules them, and a crashed node's claims come due again after the lease.
+        """
 
         def fn(c: sa.Connection) -> builtins.list[OutboxItem]:
+            due = (
+                sa.select(webhook_outbox.c.id)
+                .where(
+                    webhook_outbox.c.webhook_id == webhook_id,
+                    webhook_outbox.c.due_at <= now,
+                )
+                .order_by(webhook_outbox.c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            if lease > 0:  # one statement: atomic on SQLite too (several stores, one file)
+                claim = (
+                    webhook_outbox.update()
+                    .where(webhook_outbox.c.id.in_(due.scalar_subquery()))
+                    .values(due_at=now + lease)
+                    .returning(webhook_outbox.c.id)
+                )
+                ids = [row.id for row in c.execute(claim).all()]
+            else:
+                ids = [row.id for row in c.execute(due).all()]
+            if not ids:
+                return []
             rows = c.execute(
                 sa.select(
                     webhook_outbox.c.id.label("outbox_id"),
@@ -338,9 +371,8 @@ class Webhooks:
                     *events.c,
                 )
                 .join(events, events.c.id == webhook_outbox.c.event_id)
-                .where(webhook_outbox.c.webhook_id == webhook_id, webhook_outbox.c.due_at <= now)
+                .where(webhook_outbox.c.id.in_(ids))
                 .order_by(webhook_outbox.c.id)
-                .limit(limit)
             ).all()
             origins = _origins(c, {r.message_id for r in rows if r.message_id})
             return [
@@ -348,7 +380,7 @@ class Webhooks:
                 for r in rows
             ]
 
-        return await self._db.read(fn)
+        return await self._db.write(fn)
 
     async def next_due(self, webhook_id: str) -> float | None:
         def fn(c: sa.Connection) -> float | None:
@@ -394,6 +426,18 @@ class Webhooks:
                     attempts=webhook_outbox.c.attempts + 1,
                     last_error=error[:1000],
                 )
+            )
+
+        await self._db.write(fn)
+
+    async def release(self, ids: Sequence[int], now: float) -> None:
+        """Give claimed rows back unsent (due now, no attempt counted)."""
+        if not ids:
+            return
+
+        def fn(c: sa.Connection) -> None:
+            c.execute(
+                webhook_outbox.update().where(webhook_outbox.c.id.in_(list(ids))).values(due_at=now)
             )
 
         await self._db.write(fn)

@@ -28,18 +28,18 @@ async def test_outbox_due_retry_disable_enable(store: Store) -> None:
     )
     ids = await _append(store, tenant.id, ["processed", "bounce", "delivered"], 2000)
 
-    due = await hooks.due(every.id, 10, now=3000)
+    due = await hooks.due(every.id, 10, now=3000, lease=0)
     assert [i.event.id for i in due] == ids
     assert due[0].event.payload()["recipient_email"] == "r0@example.test"
-    assert [i.event.id for i in await hooks.due(bounces.id, 10, now=3000)] == [ids[1]]
-    assert [i.event.id for i in await hooks.due(every.id, 2, now=3000)] == ids[:2]
-    assert await hooks.due(every.id, 10, now=1999) == []
+    assert [i.event.id for i in await hooks.due(bounces.id, 10, now=3000, lease=0)] == [ids[1]]
+    assert [i.event.id for i in await hooks.due(every.id, 2, now=3000, lease=0)] == ids[:2]
+    assert await hooks.due(every.id, 10, now=1999, lease=0) == []
 
     await hooks.reschedule([due[0].id, due[1].id], 5000, "receiver answered 500")
-    assert [i.event.id for i in await hooks.due(every.id, 10, now=3000)] == [ids[2]]
+    assert [i.event.id for i in await hooks.due(every.id, 10, now=3000, lease=0)] == [ids[2]]
     assert await hooks.next_due(every.id) == 2002
     await hooks.delete_delivered([due[2].id])
-    later = await hooks.due(every.id, 10, now=5000)
+    later = await hooks.due(every.id, 10, now=5000, lease=0)
     assert [(i.event.id, i.attempts) for i in later] == [(ids[0], 1), (ids[1], 1)]
     assert await hooks.pending() == {every.id: 2, bounces.id: 1}
 
@@ -58,7 +58,7 @@ async def test_outbox_due_retry_disable_enable(store: Store) -> None:
     enabled = await hooks.enable(tenant.id, every.id, now=95000)
     assert enabled is not None and enabled.enabled
     assert enabled.disabled_at is None and enabled.failing_since is None
-    assert len(await hooks.due(every.id, 10, now=95000)) == 3
+    assert len(await hooks.due(every.id, 10, now=95000, lease=0)) == 3
 
     await hooks.record_attempt(
         every.id,
@@ -91,3 +91,29 @@ async def test_outbox_due_retry_disable_enable(store: Store) -> None:
         ).scalar()
     )
     assert left == 0
+
+
+async def test_two_nodes_never_claim_the_same_outbox_rows(store: Store, database_url: str) -> None:
+    """Each node's dispatcher claims rows with a lease: no event is posted by both."""
+    import trio
+
+    tenant = await store.tenants.create("t")
+    hook = await store.webhooks.create(tenant_id=tenant.id, url="http://127.0.0.1:1/a", now=1000)
+    ids = await _append(store, tenant.id, ["processed"] * 200, 2000)
+    other = await Store.open(database_url)
+    claimed: list[list[str]] = [[], []]
+    try:
+
+        async def drain(index: int, node: Store) -> None:
+            while items := await node.webhooks.due(hook.id, 7, now=3000):
+                claimed[index].extend(i.event.id for i in items)
+                await trio.lowlevel.checkpoint()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(drain, 0, store)
+            nursery.start_soon(drain, 1, other)
+    finally:
+        other.close()
+    assert sorted(claimed[0] + claimed[1]) == sorted(ids)  # every row once, none twice
+    # A crashed node's claims come due again once the lease has passed.
+    assert len(await store.webhooks.due(hook.id, 500, now=3000 + 121)) == 200
