@@ -1,4 +1,5 @@
-"""The ``postyard`` command: serve, init, migrate, config, tenants, keys, render, parse-bounce."""
+"""The ``postyard`` command: serve, init, migrate, config, tenants, keys, render, parse-bounce,
+doctor, backup."""
 
 from __future__ import annotations
 
@@ -64,7 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     mig = sub.add_parser("migrate", help="apply database migrations and print the revision")
     _common(mig)
 
-    sub.add_parser("config", help="list every configuration key with its default")
+    cfg = sub.add_parser("config", help="list every configuration key with its default")
+    cfg.add_argument(
+        "--toml", action="store_true", help="print an example TOML file documenting every key"
+    )
 
     parse = sub.add_parser(
         "parse-bounce",
@@ -85,6 +89,16 @@ def build_parser() -> argparse.ArgumentParser:
     t_create.add_argument("name")
     t_list = tenant_sub.add_parser("list", help="list tenants")
     _common(t_list)
+
+    doctor = sub.add_parser(
+        "doctor", help="check store, ports, DNS, reverse DNS, certificate and webhooks"
+    )
+    _common(doctor)
+    doctor.add_argument("--json", action="store_true", help="print one JSON object per check")
+
+    backup = sub.add_parser("backup", help="copy the SQLite store to DEST while it runs")
+    _common(backup)
+    backup.add_argument("dest", type=Path, metavar="DEST", help="new file to write")
 
     key = sub.add_parser("api-key", help="manage API keys")
     key_sub = key.add_subparsers(dest="key_command", required=True)
@@ -203,6 +217,30 @@ async def _cmd_render(args: argparse.Namespace, config: Config) -> int:
     return 0
 
 
+async def _cmd_doctor(args: argparse.Namespace, config: Config) -> int:
+    from appliance.domain.doctor_checks import exit_code
+    from appliance.services.doctor import run_checks
+
+    checks = await run_checks(config)
+    for check in checks:
+        print(check.to_json() if args.json else check.line(), flush=True)
+    return exit_code(checks)
+
+
+def _cmd_backup(args: argparse.Namespace, config: Config) -> int:
+    import sqlite3
+
+    from appliance.store.backup import BackupNotSupported, backup_sqlite
+
+    try:
+        pages = backup_sqlite(config.effective_database_url, args.dest)
+    except (BackupNotSupported, FileExistsError, sqlite3.Error) as exc:
+        print(f"postyard backup: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"backup": str(args.dest), "pages": pages}))
+    return 0
+
+
 def _cmd_parse_bounce(files: Sequence[str]) -> int:
     from appliance.domain.bounce_report import parse_bounce
 
@@ -225,6 +263,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "parse-bounce":
         return _cmd_parse_bounce(args.files)
     if args.command == "config":
+        if args.toml:
+            from appliance.config_example import example_toml
+
+            print(example_toml(), end="")
+            return 0
         for row in describe():
             unit = f" ({row['unit']})" if row["unit"] else ""
             print(
@@ -254,6 +297,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return trio.run(_cmd_tenant, args, config)
         if args.command == "api-key":
             return trio.run(_cmd_api_key, args, config)
+        if args.command == "doctor":
+            return trio.run(_cmd_doctor, args, config)
+        if args.command == "backup":
+            return _cmd_backup(args, config)
     except ConfigError as exc:
         print(f"postyard: configuration error: {exc}", file=sys.stderr)
         return 2

@@ -150,7 +150,13 @@ def _spf_terms(config: Config) -> tuple[tuple[str, ...], tuple[str, ...], tuple[
 
 def _records(domain: Domain, key: StoredDkimKey | None = None) -> tuple[DnsRecord, ...]:
     """The records to publish for ``domain`` with ``key`` (default: the current key)."""
-    config = app_ctx().config
+    return records_for(app_ctx().config, domain, key)
+
+
+def records_for(
+    config: Config, domain: Domain, key: StoredDkimKey | None = None
+) -> tuple[DnsRecord, ...]:
+    """``_records`` without a request (``postyard doctor``); ApiError when SPF is unset."""
     includes, ip4, ip6 = _spf_terms(config)
     key = key or domain.dkim
     return records_to_publish(
