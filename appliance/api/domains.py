@@ -15,10 +15,8 @@ un-verify a verified domain: only records seen missing or wrong do.
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import re
 import secrets
-import socket
 import time
 from typing import Any
 
@@ -38,13 +36,12 @@ from appliance.domain.dns_records import (
     RecordCheck,
     RecordKind,
     RecordStatus,
-    SendingDomainSettings,
     check_records,
     lookups_needed,
-    records_to_publish,
 )
 from appliance.domain.email_address import InvalidAddressError, parse_address
 from appliance.net.dns import DnsConfigError, Resolver, init_dns_backend
+from appliance.services.domain_records import SpfNotConfigured, records_for, spf_terms
 from appliance.store.domains import Domain, DomainExistsError, StoredDkimKey
 
 blueprint = Blueprint("domains", __name__, url_prefix="/api/admin/domains")
@@ -125,53 +122,18 @@ async def _domain(domain_id: str) -> Domain:
 # ---------------------------------------------------------------- records
 
 
-def bounce_mx_host(config: Config) -> str:
-    return (config.hostname or socket.getfqdn()).rstrip(".").lower()
-
-
 def _spf_terms(config: Config) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
-    includes = (config.spf_include,) if config.spf_include else ()
-    nets = [ipaddress.ip_network(ip, strict=False) for ip in config.outbound_ips]
-    # A single address is written bare (ip4:192.0.2.1), a range with its prefix.
-    terms = [(n.version, str(n.network_address) if n.num_addresses == 1 else str(n)) for n in nets]
-    ip4 = tuple(t for version, t in terms if version == 4)
-    ip6 = tuple(t for version, t in terms if version == 6)
-    if not (includes or ip4 or ip6):
-        raise ApiError(
-            503,
-            "sending domains are not configured on this appliance: the SPF record to publish "
-            "needs the addresses mail leaves from",
-            None,
-            "the operator sets outbound_ips (POSTYARD_OUTBOUND_IPS) or spf_include "
-            "(POSTYARD_SPF_INCLUDE); `postyard config` describes them",
-        )
-    return includes, ip4, ip6
+    try:
+        return spf_terms(config)
+    except SpfNotConfigured as exc:
+        raise ApiError(503, str(exc), None, exc.help) from None
 
 
 def _records(domain: Domain, key: StoredDkimKey | None = None) -> tuple[DnsRecord, ...]:
     """The records to publish for ``domain`` with ``key`` (default: the current key)."""
-    return records_for(app_ctx().config, domain, key)
-
-
-def records_for(
-    config: Config, domain: Domain, key: StoredDkimKey | None = None
-) -> tuple[DnsRecord, ...]:
-    """``_records`` without a request (``postyard doctor``); ApiError when SPF is unset."""
-    includes, ip4, ip6 = _spf_terms(config)
-    key = key or domain.dkim
-    return records_to_publish(
-        SendingDomainSettings(
-            domain=domain.name,
-            dkim_selector=key.selector,
-            dkim_public_txt=key.public_txt,
-            ownership_token=domain.ownership_token,
-            bounce_mx_host=bounce_mx_host(config),
-            spf_includes=includes,
-            spf_ip4=ip4,
-            spf_ip6=ip6,
-            return_path_label=domain.bounce_subdomain,
-        )
-    )
+    config = app_ctx().config
+    _spf_terms(config)
+    return records_for(config, domain, key)
 
 
 def _pending_record(domain: Domain) -> DnsRecord | None:

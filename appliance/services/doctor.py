@@ -29,6 +29,7 @@ from appliance.domain.doctor_checks import (
     schema_verdict,
 )
 from appliance.net.dns import DnsConfigError, DnsStatus, Resolver, init_dns_backend
+from appliance.services.domain_records import SpfNotConfigured, records_for
 from appliance.store import migrate
 from appliance.store.store import Store
 
@@ -122,9 +123,6 @@ async def _bind(key: str, listen: Listen) -> Check:
 
 
 async def _domains(config: Config, store: Store, resolver: Resolver) -> list[Check]:
-    from appliance.api.domains import records_for
-    from appliance.api.errors import ApiError
-
     out: list[Check] = []
     for tenant in await store.tenants.all():
         for domain in await store.domains.for_tenant(tenant.id):
@@ -132,7 +130,7 @@ async def _domains(config: Config, store: Store, resolver: Resolver) -> list[Che
                 continue
             try:
                 wanted = records_for(config, domain)
-            except ApiError as exc:
+            except SpfNotConfigured as exc:
                 fix = "set outbound_ips or spf_include"
                 return [Check("sending domains", Verdict.FAIL, str(exc), fix)]
             answers = await resolver.lookup_records(lookups_needed(wanted))
