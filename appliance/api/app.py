@@ -46,7 +46,9 @@ _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 def create_app(ctx: AppContext) -> QuartTrio:
     app = QuartTrio("appliance")
-    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES + 64 * 1024
+    # Twice the largest request: a body over the limit is still read (and dropped)
+    # so its client gets the 413 rather than a broken pipe (api/request_body.py).
+    app.config["MAX_CONTENT_LENGTH"] = 2 * MAX_REQUEST_BYTES
     app.config["JSON_SORT_KEYS"] = False
     app.extensions["postyard"] = ctx
     QuartSchema(

@@ -7,11 +7,31 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
+import trio
 from pydantic import BaseModel, ValidationError
 from quart import request
 from quart_schema import document_request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from appliance.api.errors import ApiError, FieldError, bad_request
+
+DRAIN_SECONDS = 30.0
+
+
+async def _discard_body() -> None:
+    """Read and drop an oversize body before answering 413.
+
+    A client still sending its body when the server answers and closes sees
+    a broken pipe instead of the 413 (SendGrid's clients then report a
+    connection error, not "content too large"). Bodies up to the app's
+    MAX_CONTENT_LENGTH are drained, chunk by chunk, within DRAIN_SECONDS.
+    """
+    with trio.move_on_after(DRAIN_SECONDS):
+        try:
+            async for _ in request.body:
+                pass
+        except RequestEntityTooLarge:
+            pass
 
 
 async def raw_body(*, max_bytes: int) -> bytes:
@@ -19,6 +39,7 @@ async def raw_body(*, max_bytes: int) -> bytes:
     too_large = ApiError(413, "content too large", None, f"the limit is {max_bytes} bytes")
     length = request.content_length
     if length is not None and length > max_bytes:
+        await _discard_body()
         raise too_large
     raw = await request.get_data(as_text=False, parse_form_data=False)
     assert isinstance(raw, bytes)
