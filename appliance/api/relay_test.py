@@ -20,6 +20,7 @@ you create it" step), not a read. Relays are shared by all tenants.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from typing import Any
 
@@ -35,7 +36,12 @@ from appliance.domain.email_address import InvalidAddressError, parse_address
 from appliance.domain.secret_box import SecretBoxError
 from appliance.protocols.smtp_client import check_address
 from appliance.protocols.smtp_client_errors import LocalProtocolError
-from appliance.services.relay_test import RelayEndpoint, RelayTestReport, run_relay_test
+from appliance.services.relay_test import (
+    RelayEndpoint,
+    RelayTestReport,
+    endpoint_for,
+    run_relay_test,
+)
 
 blueprint = Blueprint("relay_test", __name__, url_prefix="/api/admin/relays/test")
 
@@ -79,29 +85,20 @@ async def _endpoint(data: RelayTestBody) -> RelayEndpoint:
         relay = await app_ctx().store.relays.find(data.relay_id)
         if relay is None:
             raise relay_not_found(data.relay_id)
-        password: str | None = None
-        if relay.password is not None:
-            try:
-                password = app_ctx().secrets.decrypt(relay.password).decode("utf-8")
-            except SecretBoxError as exc:
-                raise ApiError(500, str(exc), "relay_id", "or set the password again") from None
-    else:
-        if data.host is None:
-            raise bad_request(
-                "give relay_id, or an inline relay with at least host",
-                "relay_id",
-                'e.g. {"host": "smtp.example.com", "port": 587, "username": …, "password": …}',
-            )
-        relay = new_relay(data, "inline")
-        password = data.password
-    return RelayEndpoint(
-        host=relay.host,
-        port=relay.port,
-        tls_mode=relay.tls_mode,
-        verify_tls=relay.verify_tls,
-        username=relay.username,
-        password=password,
-        auth_mechanism=relay.auth_mechanism,
+        try:
+            return endpoint_for(relay, app_ctx().secrets)
+        except SecretBoxError as exc:
+            raise ApiError(500, str(exc), "relay_id", "or set the password again") from None
+    if data.host is None:
+        raise bad_request(
+            "give relay_id, or an inline relay with at least host",
+            "relay_id",
+            'e.g. {"host": "smtp.example.com", "port": 587, "username": …, "password": …}',
+        )
+    inline_relay = new_relay(data, "inline")
+    return dataclasses.replace(
+        endpoint_for(dataclasses.replace(inline_relay, password=None), app_ctx().secrets),
+        password=data.password,
     )
 
 

@@ -10,7 +10,6 @@ relay is one target with its own TLS mode and credentials.
 
 from __future__ import annotations
 
-import ssl
 from dataclasses import dataclass
 
 from appliance.domain.delivery_outcome import Route
@@ -23,6 +22,7 @@ from appliance.net.smtp_client_errors import (
 from appliance.protocols.smtp_client_errors import SmtpClientError
 from appliance.protocols.smtp_client_events import AuthMechanism
 from appliance.services.mx_routing import MxRouter
+from appliance.services.relay_test import RelayEndpoint, relay_tls_context
 
 
 class DestinationUnreachable(Exception):
@@ -36,31 +36,9 @@ class DestinationUnreachable(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class RelaySettings:
-    """A smart host, decrypted and ready to connect (see ``store.relays``)."""
-
-    name: str
-    host: str
-    port: int
-    tls_mode: str  # starttls | implicit | none
-    verify_tls: bool
-    username: str | None
-    password: str | None
-    auth_mechanism: str | None
-
-
-@dataclass(frozen=True, slots=True)
 class Connected:
     connection: SmtpConnection
     route: Route
-
-
-def _verifying_context(verify: bool) -> ssl.SSLContext:
-    context = ssl.create_default_context()
-    if not verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    return context
 
 
 async def connect_mx(
@@ -111,13 +89,13 @@ async def connect_mx(
 
 
 async def connect_relay(
-    relay: RelaySettings,
+    relay: RelayEndpoint,
     *,
     helo_name: str,
     source_address: str | None,
     timeouts: SmtpTimeouts,
 ) -> Connected:
-    context = _verifying_context(relay.verify_tls)
+    context = relay_tls_context(relay.verify_tls)
     try:
         connection = await connect_smtp(
             relay.host,

@@ -15,8 +15,10 @@ from collections.abc import Callable
 
 from appliance.context import AppContext
 from appliance.domain.acceptance import recipient_domain
-from appliance.services.delivery_targets import RelaySettings
+from appliance.domain.secret_box import SecretBoxError
+from appliance.services.delivery_targets import DestinationUnreachable
 from appliance.services.destination import DestinationKey
+from appliance.services.relay_test import RelayEndpoint, endpoint_for
 from appliance.store.ip_pools import IpPool
 
 log = logging.getLogger("appliance.delivery")
@@ -61,24 +63,19 @@ class PoolDirectory:
             return (None,)
         return tuple(pool.addresses)
 
-    async def relay(self, relay_id: str) -> RelaySettings:
+    async def relay(self, relay_id: str) -> RelayEndpoint:
         relay = await self._ctx.store.relays.get(relay_id)
         if relay is None:
-            from appliance.services.delivery_targets import DestinationUnreachable
-
             raise DestinationUnreachable(
                 f"relay {relay_id} was deleted; its pool now has no relay (edit the pool)",
                 permanent=False,
                 status="4.3.5",
             )
-        password = self._ctx.secrets.decrypt(relay.password).decode() if relay.password else None
-        return RelaySettings(
-            name=relay.name,
-            host=relay.host,
-            port=relay.port,
-            tls_mode=relay.tls_mode,
-            verify_tls=relay.verify_tls,
-            username=relay.username,
-            password=password,
-            auth_mechanism=relay.auth_mechanism,
-        )
+        try:
+            return endpoint_for(relay, self._ctx.secrets)
+        except SecretBoxError as exc:
+            raise DestinationUnreachable(
+                f"relay {relay.name}: {exc}; set its password again under /api/admin/relays",
+                permanent=False,
+                status="4.3.5",
+            ) from exc

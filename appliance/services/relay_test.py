@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from appliance.domain.secret_box import SecretBox
 from appliance.net.smtp_client import SmtpConnection, SmtpTimeouts, connect_smtp
 from appliance.net.smtp_client_errors import (
     SmtpSessionError,
@@ -31,7 +32,7 @@ from appliance.protocols.smtp_client_errors import AuthUnavailable, LocalRefusal
 from appliance.protocols.smtp_client_events import AuthMechanism, Extensions
 from appliance.protocols.smtp_client_outcome import Step
 from appliance.protocols.smtp_reply import Reply
-from appliance.store.relays import AuthMechanismName, TlsMode
+from appliance.store.relays import AuthMechanismName, Relay, TlsMode
 
 __all__ = [
     "RELAY_TEST_TIMEOUTS",
@@ -60,6 +61,7 @@ class RelayEndpoint:
     username: str | None = None
     password: str | None = field(default=None, repr=False)
     auth_mechanism: AuthMechanismName | None = None
+    name: str = "inline"  # the stored relay's name, for messages
 
     @property
     def server(self) -> str:
@@ -85,6 +87,21 @@ class RelayTestReport:
     @property
     def ok(self) -> bool:
         return self.failed_step is None
+
+
+def endpoint_for(relay: Relay, secrets: SecretBox) -> RelayEndpoint:
+    """A stored relay with its password decrypted (SecretBoxError if it cannot be)."""
+    password = secrets.decrypt(relay.password).decode("utf-8") if relay.password else None
+    return RelayEndpoint(
+        host=relay.host,
+        port=relay.port,
+        tls_mode=relay.tls_mode,
+        verify_tls=relay.verify_tls,
+        username=relay.username,
+        password=password,
+        auth_mechanism=relay.auth_mechanism,
+        name=relay.name,
+    )
 
 
 def relay_tls_context(verify: bool) -> ssl.SSLContext:
