@@ -71,6 +71,59 @@ users = Table(
     Column("locked_until", Float),
     Column("disabled", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", Float, nullable=False),
+    # OpenID Connect users: the provider's issuer and subject identify them (not the email).
+    Column("oidc_issuer", String(500)),
+    Column("oidc_subject", String(255)),
+    Column("last_login_at", Float),
+    Index("ix_users_oidc", "oidc_issuer", "oidc_subject", unique=True),
+)
+
+# Admin UI roles: a name and the permissions (scope names) it grants. Built-in roles are
+# created by migration and may not be deleted; their permissions can be edited.
+roles = Table(
+    "roles",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("description", String(250), nullable=False, server_default=""),
+    Column("permissions", Text, nullable=False),  # JSON list of permission names
+    Column("builtin", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+# Browser sessions of the admin UI. Only the token's SHA-256 is stored; ``mfa_pending``
+# sessions have passed the password but not yet the TOTP code.
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(32), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="SET NULL")),
+    Column("csrf_token", String(64), nullable=False),
+    Column("mfa_pending", Boolean, nullable=False, server_default=text("false")),
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+    Column("last_seen_at", Float, nullable=False),
+    Column("remote_addr", String(64)),
+    Index("ix_admin_sessions_user", "user_id"),
+)
+
+# The staging mailbox (``postyard serve --capture``): outbound mail is kept here, as sent,
+# instead of going to the recipients' MX hosts.
+captured_messages = Table(
+    "captured_messages",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("message_id", String(32), nullable=False),
+    Column("tenant_id", String(32), ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    Column("mail_from", String(320), nullable=False),
+    Column("rcpt_to", String(320), nullable=False),
+    Column("subject", Text, nullable=False, server_default=""),
+    Column("size", Integer, nullable=False),
+    Column("raw", LargeBinary, nullable=False),
+    Column("captured_at", Float, nullable=False),
+    Index("ix_captured_messages_tenant", "tenant_id", "captured_at"),
+    Index("ix_captured_messages_message", "message_id"),
 )
 
 api_keys = Table(
