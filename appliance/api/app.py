@@ -16,6 +16,7 @@ from appliance.api import (
     api_keys,
     asm_groups,
     auth_me,
+    captures,
     domains,
     event_ingest,
     event_stream,
@@ -39,6 +40,7 @@ from appliance.api.rate_limit import RateLimiter
 from appliance.context import AppContext
 from appliance.domain.ids import request_id as new_request_id
 from appliance.domain.send_request import MAX_REQUEST_BYTES
+from appliance.store.database import StoreFull
 
 log = logging.getLogger("appliance.http")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
@@ -84,6 +86,7 @@ def create_app(ctx: AppContext) -> QuartTrio:
         event_stream.blueprint,
         event_ingest.blueprint,
         tenant_admin.blueprint,
+        captures.blueprint,
     ):
         app.register_blueprint(blueprint)
 
@@ -136,6 +139,13 @@ def create_app(ctx: AppContext) -> QuartTrio:
             if allow:
                 headers["Allow"] = allow
         return error_response(status, [FieldError(message)], headers)
+
+    @app.errorhandler(StoreFull)
+    async def on_store_full(exc: StoreFull) -> Response:
+        # RFC 4918 507 Insufficient Storage: the request was not stored; earlier mail is kept.
+        log.error("the store is full", extra={"error": str(exc)})
+        help = "free space on the database volume, then retry: nothing of this request was kept"
+        return error_response(507, [FieldError(str(exc), None, help)], {"Retry-After": "60"})
 
     @app.errorhandler(Exception)
     async def on_crash(exc: Exception) -> Response:

@@ -8,11 +8,12 @@ acceptance pipeline shared with the HTTP API (``services.acceptance``).
 
 Replies are the ones users of hosted relays know (seed 001): ``535 5.7.8``
 bad credentials, ``451 4.7.1`` rate or warm-up limit, ``451 4.4.2`` queue
-full or store trouble, ``550 5.1.0`` sender domain not allowed, ``550
-5.7.1`` recipient suppressed, ``521`` tenant suspended (closes the
-connection), ``550 5.6.0`` a message that cannot be sent as it is. Each
-transaction gets its request id (``req_…``, the X-Message-Id) at MAIL, bound
-to the log lines of the connection.
+full or store trouble, ``452 4.3.1`` store full (no space left), ``550
+5.1.0`` sender domain not allowed, ``550 5.7.1`` recipient suppressed,
+``521`` tenant suspended (closes the connection), ``550 5.6.0`` a message
+that cannot be sent as it is. Each transaction gets its request id
+(``req_…``, the X-Message-Id) at MAIL, bound to the log lines of the
+connection.
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ from appliance.services.acceptance import (
     SendingLimitExceeded,
     StoreUnavailable,
     TenantSuspended,
+    sending_domain,
 )
-from appliance.store.database import StoreError
+from appliance.store.database import StoreError, StoreFull
 
 log = logging.getLogger("appliance.submission")
 
@@ -114,6 +116,8 @@ def acceptance_reply(exc: AcceptanceError) -> Reply:
         return reply(550, "5.1.0", str(exc))
     if isinstance(exc, SendingLimitExceeded):
         return reply(451, "4.7.1", str(exc))
+    if isinstance(exc, StoreUnavailable) and isinstance(exc.error, StoreFull):
+        return reply(452, "4.3.1", f"Insufficient system storage: {exc.error}")
     if isinstance(exc, QueueFull | StoreUnavailable):
         return reply(451, "4.4.2", str(exc))
     return reply(550, "5.6.0", f"Message refused: {exc}")  # InvalidReferences
@@ -193,7 +197,7 @@ class SubmissionPolicy:
             sender = parse_address(mail.address)
         except InvalidAddressError:
             return R.BAD_SENDER_ADDRESS
-        if await self._ctx.store.domains.sending_domain(result.tenant_id, sender.domain) is None:
+        if await sending_domain(self._ctx, result.tenant_id, sender.domain) is None:
             return reply(550, "5.1.0", str(SenderDomainNotVerified(sender.domain)))
         self._request_id = new_id("req", now=now)
         logs.bind(request_id=self._request_id)

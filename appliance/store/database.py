@@ -14,6 +14,7 @@ waits for its thread to finish, so a transaction is never left half-done.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,15 @@ log = logging.getLogger("appliance.store")
 
 class StoreError(Exception):
     """The database cannot be used; the message says what to check."""
+
+
+class StoreFull(StoreError):
+    """The database has no space left (SQLITE_FULL, PostgreSQL's disk_full 53100): nothing of
+    the failed transaction was written, what was committed before is kept. The HTTP API
+    answers 507, SMTP submission 452 4.3.1."""
+
+
+_PG_DISK_FULL = "53100"
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -98,6 +108,12 @@ class Database:
             with engine.begin() as conn:
                 return fn(conn)
         except sa.exc.OperationalError as exc:
+            if _is_full(exc):
+                raise StoreFull(
+                    f"The message store is full ({_orig_text(exc)}): nothing was written. "
+                    "Mail accepted before is kept. Free space on the database volume "
+                    "(the data directory for SQLite), then retry."
+                ) from exc
             raise StoreError(_explain(exc)) from exc
 
     async def ping(self) -> float:
@@ -111,8 +127,21 @@ class Database:
         self.reader.dispose()
 
 
+def _orig_text(exc: sa.exc.DBAPIError) -> str:
+    return (str(exc.orig) if exc.orig is not None else str(exc)).strip()
+
+
+def _is_full(exc: sa.exc.DBAPIError) -> bool:
+    """SQLITE_FULL (disk full or max_page_count reached) or PostgreSQL's disk_full."""
+    orig = exc.orig
+    code = getattr(orig, "sqlite_errorcode", None)
+    if isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_FULL:  # primary code
+        return True
+    return getattr(orig, "sqlstate", None) == _PG_DISK_FULL
+
+
 def _explain(exc: sa.exc.OperationalError) -> str:
-    text = str(exc.orig) if exc.orig is not None else str(exc)
+    text = _orig_text(exc)
     lowered = text.lower()
     if "disk" in lowered and "full" in lowered:
         return f"database disk is full ({text}): free space on the data volume"
