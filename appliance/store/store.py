@@ -8,6 +8,7 @@ from appliance.store import migrate
 from appliance.store.api_keys import ApiKeys
 from appliance.store.asm_groups import AsmGroups
 from appliance.store.batches import Batches
+from appliance.store.captures import Captures
 from appliance.store.database import Database
 from appliance.store.domains import Domains
 from appliance.store.event_ingest import EventIngestion
@@ -51,6 +52,7 @@ class Store:
         self.asm_groups = AsmGroups(db)
         self.tracking = Tracking(db)
         self.stats = Stats(db)
+        self.captures = Captures(db)
 
     @classmethod
     async def open(cls, url: str, *, pool_size: int = 8, migrate_schema: bool = True) -> Store:
