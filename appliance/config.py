@@ -69,6 +69,12 @@ class Config:
         "Base URL users reach the HTTP listener at (admin links, tracking links); "
         "empty means http://<http_listen>.",
     )
+    admin_base_url: str = _key(
+        "",
+        "URL browsers reach the admin UI at, when not <public_url>/admin/ (a proxy in front); "
+        "the OpenID Connect redirect URI is this URL + 'oidc/callback'.",
+        env=("POSTYARD_ADMIN_URL", "ADMIN_URL"),
+    )
     hostname: str = _key("", "Name this node uses in EHLO and Message-IDs; empty = system FQDN.")
     dns_nameservers: tuple[str, ...] = _key(
         (), "DNS servers as host:port, comma separated; empty = system resolver."
@@ -189,6 +195,36 @@ class Config:
         0.005, "Complaint rate that suspends the tenant's sending (0.005 = 0.5 %).", unit="ratio"
     )
 
+    oidc_issuer: str = _key(
+        "",
+        "Issuer URL of the OpenID Connect provider for admin UI login "
+        "(https://id.example.com/realms/ops); empty = no single sign-on. Register "
+        "<admin URL>oidc/callback with it as the client's redirect URI.",
+    )
+    oidc_client_id: str = _key("", "Client ID the provider issued to Postyard.")
+    oidc_client_secret: str = _key(
+        "", "Client secret of oidc_client_id; empty = a public client (PKCE only)."
+    )
+    oidc_scopes: str = _key(
+        "openid email profile groups", "Scopes asked of the provider, space separated."
+    )
+    oidc_groups_claim: str = _key(
+        "groups",
+        "ID token claim listing the user's groups; a dotted path (realm_access.roles) "
+        "reaches a nested claim.",
+    )
+    oidc_role_map: str = _key(
+        "",
+        "Admin UI role of each provider group, comma separated: 'ops=admin,dev=developer'. "
+        "The first entry whose group the user is in wins.",
+    )
+    oidc_default_role: str = _key(
+        "", "Role of a user none of whose groups is in oidc_role_map; empty = refuse them."
+    )
+    oidc_button_label: str = _key(
+        "Sign in with single sign-on", "Text of the login page's OpenID Connect button."
+    )
+
     webhook_disable_after: float = _key(
         24 * 3600 * SECONDS,
         "A webhook whose deliveries keep failing this long is disabled (disabled_at) and an "
@@ -235,7 +271,19 @@ class Config:
 
     @property
     def admin_url(self) -> str:
+        if self.admin_base_url:
+            return self.admin_base_url.rstrip("/") + "/"
         return f"{self.base_url}/admin/"
+
+    @property
+    def oidc_redirect_uri(self) -> str:
+        """The redirect URI to register with the OpenID Connect provider."""
+        return f"{self.admin_url}oidc/callback"
+
+    @property
+    def oidc_role_mapping(self) -> dict[str, str]:
+        """``oidc_role_map`` as group -> role, in the order given."""
+        return parse_role_map(self.oidc_role_map)
 
 
 _FIELDS = {f.name: f for f in dataclasses.fields(Config)}
@@ -393,3 +441,33 @@ def _check(config: Config) -> None:
             "database_url: only sqlite:/// and postgresql+psycopg:// URLs are supported, got "
             + repr(config.database_url.split("://")[0] + "://…")
         )
+    if config.admin_base_url and not config.admin_base_url.startswith(("https://", "http://")):
+        raise ConfigError(
+            f"admin_base_url (ADMIN_URL): expected a URL such as https://mail.example.com/admin/, "
+            f"got {config.admin_base_url!r}"
+        )
+    if config.oidc_issuer and not config.oidc_client_id:
+        raise ConfigError(
+            "oidc_issuer is set but oidc_client_id is empty: set the client ID the provider "
+            "issued (or empty oidc_issuer to turn single sign-on off)"
+        )
+    parse_role_map(config.oidc_role_map)
+
+
+def parse_role_map(text: str) -> dict[str, str]:
+    """``"group=role,group2=role"`` as a mapping (a group may itself contain ``=``: the
+    role is after the last one)."""
+    mapping: dict[str, str] = {}
+    for item in text.split(","):
+        if not item.strip():
+            continue
+        group, sep, role = item.rpartition("=")
+        group, role = group.strip(), role.strip()
+        if not sep or not group or not role:
+            raise ConfigError(
+                f"oidc_role_map: expected group=role entries separated by commas, got {item!r}"
+            )
+        if group in mapping:
+            raise ConfigError(f"oidc_role_map: group {group!r} is mapped twice")
+        mapping[group] = role
+    return mapping
