@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 from appliance.domain.dns_records import DomainCheck, RecordStatus
+from appliance.domain.oidc import OidcError, OidcFailure
 
 
 class Verdict(Enum):
@@ -206,3 +207,29 @@ def certificate_verdict(
     if not_after is not None and days < warn_days:
         return Check(name, Verdict.WARN, f"{path} expires in {days:.0f} days", "renew it")
     return Check(name, Verdict.OK, f"{path} is valid for {days:.0f} more days")
+
+
+# ---------------------------------------------------------------- OpenID Connect
+
+
+def oidc_verdict(step: str, error: OidcError | None, detail: str = "") -> Check:
+    """One step of reaching the OpenID Connect provider: ``discovery``, ``jwks`` or
+    ``redirect_uri`` (``error`` None: it worked, ``detail`` says what was seen)."""
+    name = f"oidc {step}"
+    if error is None:
+        return Check(name, Verdict.OK, detail)
+    if step == "redirect_uri" and error.reason is not OidcFailure.REDIRECT_URI:
+        # The provider's answer is not clearly about the redirect URI: cannot tell.
+        return Check(name, Verdict.WARN, error.message, error.hint)
+    return Check(name, Verdict.FAIL, error.message, error.hint)
+
+
+def oidc_jwks_verdict(url: str, kids: Sequence[str]) -> Check:
+    if not kids:
+        return Check(
+            "oidc jwks",
+            Verdict.FAIL,
+            f"{url} serves no keys with a kid",
+            "check the provider's signing keys; ID tokens cannot be validated without them",
+        )
+    return Check("oidc jwks", Verdict.OK, f"{url} serves {len(kids)} key(s): {', '.join(kids)}")

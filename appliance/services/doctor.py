@@ -1,4 +1,4 @@
-"""``postyard doctor``: gather the facts (store, binds, DNS, certificate, webhooks).
+"""``postyard doctor``: gather the facts (store, binds, DNS, certificate, webhooks, OIDC).
 
 Verdicts and wording live in ``appliance.domain.doctor_checks``; the DNS records
 of sending domains are checked by the same code as ``POST …/domains/{id}/verify``.
@@ -26,9 +26,13 @@ from appliance.domain.doctor_checks import (
     certificate_verdict,
     domain_verdicts,
     fcrdns_verdict,
+    oidc_jwks_verdict,
+    oidc_verdict,
     schema_verdict,
 )
+from appliance.domain.oidc import OidcError, discovery_url, key_ids
 from appliance.net.dns import DnsConfigError, DnsStatus, Resolver, init_dns_backend
+from appliance.net.oidc import OidcClient
 from appliance.services.domain_records import SpfNotConfigured, records_for
 from appliance.store import migrate
 from appliance.store.store import Store
@@ -61,6 +65,7 @@ async def run_checks(config: Config) -> list[Check]:
         checks.append(await trio.to_thread.run_sync(_certificate, config))
         if store is not None:
             checks += await _webhooks(store)
+        checks += await _oidc(config)
     finally:
         if store is not None:
             store.close()
@@ -256,4 +261,31 @@ async def _webhooks(store: Store) -> list[Check]:
             )
         else:
             out.append(Check(name, Verdict.OK, f"{host}:{port} accepts connections"))
+    return out
+
+
+async def _oidc(config: Config) -> list[Check]:
+    """The OpenID Connect provider, as the admin UI's login needs it: its discovery
+    document and JWKS reachable from this host, and the redirect URI registered."""
+    if not config.oidc_issuer:
+        return []
+    async with OidcClient.from_config(config, timeout=2 * CONNECT_TIMEOUT) as client:
+        try:
+            meta = await client.metadata()
+        except OidcError as exc:
+            return [oidc_verdict("discovery", exc)]
+        found = f"{discovery_url(config.oidc_issuer)} names issuer {meta.issuer}"
+        out = [oidc_verdict("discovery", None, found)]
+        try:
+            out.append(oidc_jwks_verdict(meta.jwks_uri, key_ids(await client.jwks())))
+        except OidcError as exc:
+            out.append(oidc_verdict("jwks", exc))
+        redirect_uri = config.oidc_redirect_uri
+        try:
+            await client.check_redirect_uri(redirect_uri, config.oidc_scopes)
+        except OidcError as exc:
+            out.append(oidc_verdict("redirect_uri", exc))
+        else:
+            accepted = f"the provider accepts a login with redirect URI {redirect_uri}"
+            out.append(oidc_verdict("redirect_uri", None, accepted))
     return out
