@@ -232,7 +232,12 @@ class PendingLogin:
 def seal_pending(
     box: SecretBox, request: AuthorizationRequest, *, now: float, return_to: str = ""
 ) -> str:
-    """The pending login as an encrypted, authenticated string (a cookie value)."""
+    """The pending login as an encrypted, authenticated string (a cookie value).
+
+    ``return_to`` (where to go after the login) is kept only if it is a path on
+    this site: an absolute or scheme-relative URL would make an open redirect."""
+    if not return_to.startswith("/") or return_to.startswith("//") or "\\" in return_to:
+        return_to = ""
     body = {
         "s": request.state,
         "n": request.nonce,
@@ -266,7 +271,7 @@ def open_pending(
             again,
             reason=OidcFailure.STATE,
         ) from None
-    if not 0 <= now - pending.created_at <= max_age:
+    if not -DEFAULT_LEEWAY <= now - pending.created_at <= max_age:  # nodes' clocks differ
         raise OidcError(
             f"the login took longer than {max_age:g} s between the redirect and the callback",
             again,

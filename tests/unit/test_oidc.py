@@ -283,6 +283,9 @@ def test_pending_login_round_trips_and_expires() -> None:
     other = SecretBox([SecretBox.generate_key()])
     with pytest.raises(OidcError, match="another secret key"):
         open_pending(other, sealed, now=NOW)
+    for outside in ("https://evil.test/", "//evil.test/x", "/\\evil.test", "admin"):
+        resealed = seal_pending(box, req, now=NOW, return_to=outside)
+        assert open_pending(box, resealed, now=NOW).return_to == ""
 
 
 def test_callback_gives_the_code_only_with_the_state_of_this_login() -> None:
