@@ -27,15 +27,22 @@ class AuthFailure(Enum):
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: an API key of one tenant, with its scopes."""
+    """Who is calling: an API key of one tenant with its scopes, or a person signed in to the
+    admin UI (``user_id`` set; ``key_id`` is then the user's id) with their role's permissions."""
 
     tenant_id: str
     key_id: str
     key_name: str
     scopes: frozenset[str]
+    user_id: str | None = None
 
     def has(self, scope: str) -> bool:
         return scope_rules.grants(self.scopes, scope)
+
+    @property
+    def actor(self) -> str:
+        """Who did it, for audit columns and events: ``api_key:<id>`` or ``user:<id>``."""
+        return f"user:{self.user_id}" if self.user_id else f"api_key:{self.key_id}"
 
 
 @dataclass(slots=True)

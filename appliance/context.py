@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import trio
 
+from appliance.admin_auth import SessionAuthenticator
 from appliance.auth import KeyAuthenticator
 from appliance.config import Config
 from appliance.domain.secret_box import SecretBox
@@ -24,6 +25,7 @@ class AppContext:
     health: HealthRegistry
     metrics: Metrics
     authenticator: KeyAuthenticator
+    sessions: SessionAuthenticator
     shutdown: trio.Event = field(default_factory=trio.Event)
     node_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     http_url: str | None = None  # set by the HTTP service once it listens
@@ -45,4 +47,5 @@ class AppContext:
             health=health,
             metrics=Metrics(health),
             authenticator=KeyAuthenticator(store, ttl=config.api_key_cache_ttl),
+            sessions=SessionAuthenticator(store, config),
         )

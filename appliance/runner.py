@@ -33,6 +33,7 @@ async def open_appliance(config: Config) -> AsyncIterator[AppContext]:
     init_dns_backend()
     store = await Store.open(config.effective_database_url, pool_size=config.db_pool_size)
     try:
+        await store.roles.ensure_builtins()
         yield AppContext.build(config, store, load_secret_box(config))
     finally:
         store.close()
@@ -84,6 +85,15 @@ async def drain(ctx: AppContext, supervisor: Supervisor, cancel: trio.CancelScop
     return drained
 
 
+def capture_notice(config: Config) -> str:
+    """The capture-mode sentence of the start-up banner and log."""
+    return (
+        "capture mode: outbound mail is kept in the built-in mailbox at "
+        f"{config.admin_url}capture, nothing is delivered; sending domains may send "
+        "before their DNS records verify"
+    )
+
+
 async def serve(
     config: Config,
     *,
@@ -96,8 +106,15 @@ async def serve(
             async with trio.open_nursery() as nursery:
                 await nursery.start(supervisor.run)
                 announce(created, ctx)
+                if config.capture_mode:
+                    log.warning(capture_notice(config), extra={"capture_mode": True})
                 log.info(
-                    "postyard ready", extra={"admin_url": config.admin_url, "http": ctx.http_url}
+                    "postyard ready",
+                    extra={
+                        "admin_url": config.admin_url,
+                        "http": ctx.http_url,
+                        "capture_mode": config.capture_mode,
+                    },
                 )
                 async for signum in signals:
                     log.info("shutting down", extra={"signal": signal.Signals(signum).name})

@@ -18,6 +18,7 @@ from appliance.api.errors import ApiError, bad_request
 from appliance.api.request_body import json_body
 from appliance.domain import scopes as scope_rules
 from appliance.domain.api_key_format import ApiKeySecret
+from appliance.domain.roles import key_scopes
 from appliance.store.api_keys import ApiKey
 
 blueprint = Blueprint("api_keys", __name__, url_prefix="/v3/api_keys")
@@ -73,7 +74,8 @@ def _detail(key: ApiKey) -> dict[str, Any]:
 async def create_key(data: CreateApiKey) -> tuple[dict[str, Any], int]:
     ctx = app_ctx()
     caller = principal()
-    granted = caller.scopes if data.scopes is None else _check_grantable(data.scopes)
+    held = key_scopes(caller.scopes)
+    granted = held if data.scopes is None else _check_grantable(data.scopes)
     if await ctx.store.api_keys.count(caller.tenant_id) >= MAX_KEYS_PER_TENANT:
         raise ApiError(
             403,
@@ -88,7 +90,7 @@ async def create_key(data: CreateApiKey) -> tuple[dict[str, Any], int]:
         name=data.name,
         scopes=granted,
         secret_hash=secret.secret_hash(),
-        created_by=f"api_key:{caller.key_id}",
+        created_by=caller.actor,
     )
     return {"api_key": secret.token, **_detail(key)}, 201
 

@@ -4,6 +4,11 @@
 without the scope with 403 ``Missing required scope: api_keys.read``,
 applies the key's rate limit, and leaves the caller in ``g.principal``.
 ``@requires(None)`` needs any valid key.
+
+Without an ``Authorization`` header, the admin UI's session cookie is taken
+instead (``appliance/admin_auth.py``): the person acts with their role's
+permissions in their current tenant, and a state-changing request must carry
+the session's CSRF token in ``X-CSRF-Token``.
 """
 
 from __future__ import annotations
@@ -12,9 +17,10 @@ from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
-from quart import current_app, g, request
+from quart import current_app, g, request, websocket
 
 from appliance import logs
+from appliance.admin_auth import SESSION_COOKIE, AdminSession
 from appliance.api.errors import ApiError, missing_scope
 from appliance.api.rate_limit import RateLimiter
 from appliance.auth import AuthFailure, Principal
@@ -42,8 +48,41 @@ def _bearer() -> str | None:
     return token.strip() or None
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+async def session_principal(*, is_websocket: bool = False) -> Principal | None:
+    """The admin UI session's principal when the request has no API key but a session cookie.
+
+    Refuses (403) a state-changing request without the session's CSRF token, and a
+    websocket upgrade from another origin.
+    """
+    source = websocket if is_websocket else request
+    if source.headers.get("Authorization"):
+        return None
+    session: AdminSession | None = await app_ctx().sessions.open(source.cookies.get(SESSION_COOKIE))
+    if session is None:
+        return None
+    if is_websocket:
+        origin = source.headers.get("Origin")
+        if origin is not None and origin.rstrip("/") != source.host_url.rstrip("/"):
+            raise ApiError(403, f"websocket from another origin ({origin}) refused", None, None)
+    elif request.method not in SAFE_METHODS:
+        sent = request.headers.get("X-CSRF-Token") or (await request.form).get("csrf_token")
+        if sent != session.csrf_token:
+            raise ApiError(
+                403,
+                "CSRF token missing or wrong for this admin session",
+                None,
+                "reload the admin page and try again",
+            )
+    g.admin_session = session
+    return session.principal
+
+
 async def authenticate(scope: str | None) -> Principal:
-    result = await app_ctx().authenticator.authenticate(_bearer())
+    from_session = await session_principal()
+    result = from_session or await app_ctx().authenticator.authenticate(_bearer())
     if isinstance(result, AuthFailure):
         status = 403 if result is AuthFailure.TENANT_SUSPENDED else 401
         raise ApiError(status, result.value, None, None)

@@ -168,7 +168,7 @@ def record_json(record: DnsRecord, *, pending: bool = False) -> dict[str, Any]:
     return out
 
 
-def _all_records_json(domain: Domain) -> list[dict[str, Any]]:
+def all_records_json(domain: Domain) -> list[dict[str, Any]]:
     records = [record_json(r) for r in _records(domain)]
     pending = _pending_record(domain)
     if pending is not None:
@@ -267,7 +267,7 @@ async def create_domain(data: CreateDomain) -> tuple[dict[str, Any], int]:
     except DomainExistsError:
         mine = await ctx.store.domains.get_by_name(name)
         raise _exists(name, mine if mine and mine.tenant_id == tenant_id else None) from None
-    return {**domain_json(domain), "dns_records": _all_records_json(domain)}, 201
+    return {**domain_json(domain), "dns_records": all_records_json(domain)}, 201
 
 
 def _token() -> str:
@@ -312,7 +312,7 @@ async def get_domain(domain_id: str) -> dict[str, Any]:
 @requires("domains.read")
 async def dns_records(domain_id: str) -> dict[str, Any]:
     domain = await _domain(domain_id)
-    return {"id": domain.id, "domain": domain.name, "records": _all_records_json(domain)}
+    return {"id": domain.id, "domain": domain.name, "records": all_records_json(domain)}
 
 
 @blueprint.post("/<domain_id>/verify")

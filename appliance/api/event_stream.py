@@ -18,6 +18,7 @@ import trio
 from hypercorn.utils import UnexpectedMessageError
 from quart import Blueprint, current_app, websocket
 
+from appliance.api.authz import session_principal
 from appliance.api.errors import ApiError, missing_scope
 from appliance.auth import AuthFailure
 from appliance.context import AppContext
@@ -77,7 +78,9 @@ def _bearer() -> str | None:
 
 @blueprint.websocket("/v3/events/stream")
 async def stream() -> None:
-    result = await _ctx().authenticator.authenticate(_bearer())
+    result = await session_principal(is_websocket=True) or await _ctx().authenticator.authenticate(
+        _bearer()
+    )
     if isinstance(result, AuthFailure):
         status = 403 if result is AuthFailure.TENANT_SUSPENDED else 401
         help_ = "send the API key in an 'Authorization: Bearer <key>' header of the upgrade request"

@@ -125,7 +125,7 @@ async def get_message(message_id: str) -> dict[str, Any]:
 
 async def _act(message_id: str, action: str) -> dict[str, Any]:
     store = app_ctx().store.messages
-    actor = f"api_key:{principal().key_id}"
+    actor = principal().actor
     tenant_id = principal().tenant_id
     if action == "retry":
         outcome = await store.retry(tenant_id, message_id, actor=actor)

@@ -30,7 +30,7 @@ async def reinstate(tenant_id: str) -> tuple[dict[str, Any], int]:
     caller = principal()
     store = app_ctx().store
     done = await store.reputation.reinstate(
-        tenant_id, by=f"api key {caller.key_id} of {caller.tenant_id}", now=time.time()
+        tenant_id, by=f"{caller.actor} of {caller.tenant_id}", now=time.time()
     )
     if done is None:
         raise ApiError(404, f"no tenant {tenant_id}", "tenant_id", "see `postyard tenant list`")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import trio
 
 from appliance.store import migrate
+from appliance.store.admin_sessions import AdminSessions
 from appliance.store.api_keys import ApiKeys
 from appliance.store.asm_groups import AsmGroups
 from appliance.store.batches import Batches
@@ -19,6 +20,7 @@ from appliance.store.messages import Messages
 from appliance.store.queue import DeliveryQueue
 from appliance.store.relays import Relays
 from appliance.store.reputation import Reputation
+from appliance.store.roles import Roles
 from appliance.store.send_counters import SendCounters
 from appliance.store.stats import Stats
 from appliance.store.suppressions import Suppressions
@@ -34,6 +36,8 @@ class Store:
         self.db = db
         self.tenants = Tenants(db)
         self.users = Users(db)
+        self.roles = Roles(db)
+        self.admin_sessions = AdminSessions(db)
         self.api_keys = ApiKeys(db)
         self.messages = Messages(db)
         self.suppressions = Suppressions(db)
