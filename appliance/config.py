@@ -232,6 +232,24 @@ class Config:
         unit="s",
     )
 
+    admin_session_lifetime: float = _key(
+        12 * 3600 * SECONDS, "How long an admin UI sign-in lasts at most.", unit="s"
+    )
+    admin_session_idle_timeout: float = _key(
+        2 * 3600 * SECONDS, "An admin UI session unused this long is signed out.", unit="s"
+    )
+    admin_login_max_failures: int = _key(
+        5, "Wrong passwords or codes in a row that lock an admin account.", unit="attempts"
+    )
+    admin_lockout_duration: float = _key(
+        15 * 60 * SECONDS, "How long a locked admin account stays locked.", unit="s"
+    )
+    admin_login_rate_limit: int = _key(
+        20,
+        "Sign-in attempts per client address per minute on the admin UI (all accounts).",
+        unit="attempts",
+    )
+
     # ---- derived values -------------------------------------------------
 
     @property
