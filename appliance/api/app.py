@@ -41,13 +41,21 @@ from appliance.context import AppContext
 from appliance.domain.ids import request_id as new_request_id
 from appliance.domain.send_request import MAX_REQUEST_BYTES
 from appliance.store.database import StoreFull
+from appliance.ui.routes import install_ui
+from appliance.ui.web_root import web_root
 
 log = logging.getLogger("appliance.http")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 
 def create_app(ctx: AppContext) -> QuartTrio:
-    app = QuartTrio("appliance")
+    web = web_root()
+    app = QuartTrio(
+        "appliance",
+        template_folder=str(web / "templates"),
+        static_folder=str(web / "static"),
+        static_url_path="/admin/static",
+    )
     # Twice the largest request: a body over the limit is still read (and dropped)
     # so its client gets the 413 rather than a broken pipe (api/request_body.py).
     app.config["MAX_CONTENT_LENGTH"] = 2 * MAX_REQUEST_BYTES
@@ -89,6 +97,7 @@ def create_app(ctx: AppContext) -> QuartTrio:
         captures.blueprint,
     ):
         app.register_blueprint(blueprint)
+    install_ui(app)
 
     @app.before_request
     async def start_request() -> None:
