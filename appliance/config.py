@@ -108,6 +108,25 @@ class Config:
     messages_per_connection: int = _key(
         100, "Messages sent over one SMTP connection before it is closed and a new one opened."
     )
+    smtp_connect_timeout: float = _key(
+        30 * SECONDS, "Delivery: longest TCP connect to an MX host or relay.", unit="s"
+    )
+    smtp_command_timeout: float = _key(
+        60 * SECONDS,
+        "Delivery: longest wait for the greeting, each reply (EHLO, MAIL, RCPT, DATA...) "
+        "and the TLS handshake; a server that hangs longer is left and the message deferred.",
+        unit="s",
+    )
+    smtp_data_timeout: float = _key(
+        180 * SECONDS,
+        "Delivery: longest wait for the server to take each 64 KiB of a message.",
+        unit="s",
+    )
+    smtp_data_end_timeout: float = _key(
+        600 * SECONDS,
+        "Delivery: longest wait for the verdict after the final dot of DATA.",
+        unit="s",
+    )
     lease_duration: float = _key(
         300 * SECONDS,
         "How long a claimed message belongs to this node; a crashed node's claims return to "
@@ -436,6 +455,9 @@ def _check(config: Config) -> None:
         )
     if config.smtp_max_retries < 0:
         raise ConfigError("smtp_max_retries: must be 0 or more")
+    for name in ("connect", "command", "data", "data_end"):
+        if getattr(config, f"smtp_{name}_timeout") <= 0:
+            raise ConfigError(f"smtp_{name}_timeout: must be a positive number of seconds")
     if config.smtp_retry_base_delay <= 0:
         raise ConfigError("smtp_retry_base_delay: must be a positive number of seconds")
     if config.max_queued_messages < 0:

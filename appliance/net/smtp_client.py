@@ -113,6 +113,15 @@ class SmtpTimeouts:
 
 
 DEFAULT_TIMEOUTS = SmtpTimeouts()
+# The configuration key (appliance.config) behind each deadline, for error messages.
+_SETTING_OF: dict[str, str] = {
+    "connect": "smtp_connect_timeout",
+    "greeting": "smtp_command_timeout",
+    "command": "smtp_command_timeout",
+    "tls_handshake": "smtp_command_timeout",
+    "data_block": "smtp_data_timeout",
+    "data_end": "smtp_data_end_timeout",
+}
 
 
 def _unverified_context() -> ssl.SSLContext:
@@ -376,7 +385,7 @@ class SmtpConnection:
                 TlsNegotiationFailed,
                 step,
                 f"TLS handshake with {self.server} did not finish within {seconds:g} s "
-                "(SmtpTimeouts.tls_handshake)",
+                "(smtp_command_timeout, SmtpTimeouts.tls_handshake)",
             ) from None
         except trio.BrokenResourceError as exc:
             self._core.send_failed()
@@ -437,11 +446,17 @@ class SmtpConnection:
         self, exc: BaseException, step: Step, timeout: str, seconds: float, what: str
     ) -> BaseException:
         if isinstance(exc, trio.TooSlowError):
+            setting = _SETTING_OF.get(timeout)
+            knob = (
+                f"the {setting} setting, SmtpTimeouts.{timeout},"
+                if setting
+                else f"SmtpTimeouts.{timeout}"
+            )
             return self._error(
                 SmtpTimeout,
                 step,
                 f"{self.server} did not {what} within {seconds:g} s "
-                f"(raise SmtpTimeouts.{timeout} if this server is just slow)",
+                f"(raise {knob} if this server is just slow)",
             )
         if isinstance(exc, trio.BrokenResourceError):
             cause = exc.__cause__ or exc
@@ -513,7 +528,7 @@ async def connect_smtp(
             Step.CONNECT,
             host,
             port,
-            f"could not connect to {server} within {timeouts.connect:g} s (SmtpTimeouts.connect)",
+            f"could not connect to {server} within {timeouts.connect:g} s (smtp_connect_timeout)",
         ) from None
     except OSError as exc:
         raise SmtpConnectFailed(

@@ -97,6 +97,14 @@ class DeliverySettings:
             "lease_seconds": config.lease_duration,
             "smtp_port": config.smtp_port,
             "helo_name": config.effective_hostname,
+            "timeouts": SmtpTimeouts(
+                connect=config.smtp_connect_timeout,
+                greeting=config.smtp_command_timeout,
+                command=config.smtp_command_timeout,
+                tls_handshake=config.smtp_command_timeout,
+                data_block=config.smtp_data_timeout,
+                data_end=config.smtp_data_end_timeout,
+            ),
             **overrides,
         }
         return cls(**values)

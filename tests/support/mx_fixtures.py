@@ -82,19 +82,25 @@ async def run_scripted_mx(
     *,
     tls: bool = False,
     host: str = "127.0.0.1",
+    port: int = 0,
+    hang_after_greeting: bool = False,
     startup_timeout: float = STARTUP_TIMEOUT,
 ) -> AsyncIterator[ScriptedMx]:
     """Run scripted_mx.py with its files in ``tmp_path`` (created if missing).
 
     With ``tls`` a self-signed certificate for localhost and 127.0.0.1 is made
     (``ScriptedMx.certificate.client_context()`` trusts it) and STARTTLS is
-    offered. Raises ScriptedMxStartupError if the server does not listen
-    within ``startup_timeout`` seconds.
+    offered. ``port`` 0 lets the OS choose; ``hang_after_greeting`` makes a
+    server that greets and then never answers. Raises ScriptedMxStartupError
+    if the server does not listen within ``startup_timeout`` seconds.
     """
     _make_directory(tmp_path)
     output = tmp_path / "received.jsonl"
     stderr_path = tmp_path / "scripted_mx.stderr"
     command = [sys.executable, str(SCRIPT), "--output", str(output), "--host", host]
+    command += ["--port", str(port)]
+    if hang_after_greeting:
+        command.append("--hang-after-greeting")
     command.append("--exit-on-stdin-eof")  # no orphan if the test process dies
     certificate = None
     if tls:

@@ -1,14 +1,18 @@
 """A scripted recipient MX for the delivery engine's tests: aiosmtpd in a subprocess.
 
     python scripted_mx.py --output received.jsonl [--tls-cert C --tls-key K] [--host 127.0.0.1]
-                          [--exit-on-stdin-eof]
+                          [--port N] [--hang-after-greeting] [--exit-on-stdin-eof]
 
 Listens on ``--host`` (default 127.0.0.1; clients bound to other loopback
-addresses such as 127.0.0.2 connect fine), port chosen by the OS, prints
+addresses such as 127.0.0.2 connect fine), ``--port`` (default: chosen by
+the OS; the same port on ::1 as another instance on 127.0.0.1 gives a second
+MX host for the same ``smtp_port``), prints
 ``PORT <n>`` on stdout once listening and runs until terminated (or, with
 ``--exit-on-stdin-eof``, until its stdin closes: the test process died).
 EHLO advertises PIPELINING, SIZE, 8BITMIME, and STARTTLS when a certificate
-is given (not required).
+is given (not required). With ``--hang-after-greeting`` every connection gets
+the 220 greeting and then no answer to anything (a server that accepts and
+hangs).
 
 What a recipient gets is chosen by how its local part starts (case-insensitive):
 
@@ -28,14 +32,18 @@ What a recipient gets is chosen by how its local part starts (case-insensitive):
   slowdown…      421 4.7.0 Too many messages, slow down, then the server closes
   drop…          no reply: the server closes the connection
   garbage…       "HELLO?? not smtp" (not an SMTP reply)
+  malformed…     a multi-line reply whose lines disagree:
+                 "250-2.1.5 OK" then "550 5.0.0 …" (RFC 5321 §4.2.1 violation)
   rejectdata…    250 2.1.5 OK                                 554 5.6.0 Message content rejected
   hang…          250 2.1.5 OK                                 never answers (until the client
                                                               leaves or aiosmtpd's 300 s timeout)
   resetdata…     250 2.1.5 OK                                 TCP reset (RST), no reply
+  resetmid…      250 2.1.5 OK                                 354, then a TCP reset (RST)
+                                                              after the first line of data
 
 Each RCPT is decided on its own; the DATA verdict applies to the whole
-transaction: the first of resetdata, hang, rejectdata among the accepted
-recipients wins, otherwise the message is accepted.
+transaction: the first of resetmid, resetdata, hang, rejectdata among the
+accepted recipients wins, otherwise the message is accepted.
 
 Files (JSON lines, appended; a reader must ignore an unfinished last line):
 
@@ -47,7 +55,8 @@ Files (JSON lines, appended; a reader must ignore an unfinished last line):
 - ``<output>.log``: one line per event with ``event``, ``connection``,
   ``peer`` and ``time``: ``connect``, ``starttls``, ``rcpt`` (``recipient``,
   ``behaviour``, ``reply``; reply null for drop), ``data`` (``recipients``,
-  ``behaviour``, ``reply``; null when none is sent), ``disconnect``.
+  ``behaviour``, ``reply``; null when none is sent), ``hang`` (after the
+  greeting, with ``--hang-after-greeting``), ``disconnect``.
 """
 
 from __future__ import annotations
@@ -73,6 +82,7 @@ GREYLISTED = "451 4.7.1 Greylisted, please try again later"
 SLOW_DOWN = "421 4.7.0 Too many messages, slow down"
 GARBAGE = "HELLO?? not smtp"
 CONTENT_REJECTED = "554 5.6.0 Message content rejected"
+MALFORMED = "250-2.1.5 OK\r\n550 5.0.0 this line's code disagrees with the first"
 
 # Recipients refused at RCPT with a fixed reply ({address} is filled in).
 REFUSALS = {
@@ -84,8 +94,8 @@ REFUSALS = {
     "dmarc": "550 5.7.26 Unauthenticated email is not accepted due to the sender's DMARC policy",
 }
 # Recipients accepted at RCPT whose transaction fails after the data, by precedence.
-DATA_FAILURES = ("resetdata", "hang", "rejectdata")
-BEHAVIOURS = (*REFUSALS, "greylist", "slowdown", "drop", "garbage", *DATA_FAILURES)
+DATA_FAILURES = ("resetmid", "resetdata", "hang", "rejectdata")
+BEHAVIOURS = (*REFUSALS, "greylist", "slowdown", "drop", "garbage", "malformed", *DATA_FAILURES)
 
 
 def behaviour_of(address: str) -> str:
@@ -97,8 +107,9 @@ def behaviour_of(address: str) -> str:
 class Script:
     """The aiosmtpd handler, shared by all connections (so greylisting spans them)."""
 
-    def __init__(self, output: Path) -> None:
+    def __init__(self, output: Path, *, hang_after_greeting: bool = False) -> None:
         self.output = output
+        self.hang_after_greeting = hang_after_greeting
         self.log_path = Path(f"{output}.log")
         self.greylisted: set[str] = set()
         self.connection_ids = itertools.count(1)
@@ -165,6 +176,8 @@ class Script:
             return SLOW_DOWN
         if behaviour == "garbage":
             return GARBAGE
+        if behaviour == "malformed":
+            return MALFORMED
         return OK_RCPT
 
     async def handle_DATA(self, server: ScriptedSMTP, session: Session, envelope: Envelope) -> str:
@@ -212,6 +225,30 @@ class ScriptedSMTP(SMTP):
         if first:
             self.connection_id = next(self.script.connection_ids)
             self.script.log(self, "connect")
+
+    async def smtp_EHLO(self, arg: str) -> None:
+        if self.script.hang_after_greeting:
+            self.script.log(self, "hang", command="EHLO")
+            await _forever()
+        await super().smtp_EHLO(arg)
+
+    async def smtp_HELO(self, arg: str) -> None:
+        if self.script.hang_after_greeting:
+            self.script.log(self, "hang", command="HELO")
+            await _forever()
+        await super().smtp_HELO(arg)
+
+    async def smtp_DATA(self, arg: str) -> None:
+        """``resetmid…``: 354, read the first line of data, then reset the connection."""
+        envelope = self.envelope
+        recipients = list(envelope.rcpt_tos) if envelope is not None else []
+        if arg or not any(behaviour_of(r) == "resetmid" for r in recipients):
+            await super().smtp_DATA(arg)
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        await self._reader.readuntil(b"\r\n")
+        self.script.log(self, "data", recipients=recipients, behaviour="resetmid", reply=None)
+        await _abort(self, reset=True)
 
     def connection_lost(self, error: Exception | None) -> None:
         self.script.log(self, "disconnect")
@@ -261,6 +298,8 @@ async def main() -> None:
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
     parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--hang-after-greeting", action="store_true")
     parser.add_argument("--exit-on-stdin-eof", action="store_true")
     args = parser.parse_args()
     if bool(args.tls_cert) != bool(args.tls_key):
@@ -270,7 +309,7 @@ async def main() -> None:
     if args.tls_cert:
         tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls_context.load_cert_chain(args.tls_cert, args.tls_key)
-    script = Script(args.output)
+    script = Script(args.output, hang_after_greeting=args.hang_after_greeting)
     loop = asyncio.get_running_loop()
     try:
         server = await loop.create_server(
@@ -278,7 +317,7 @@ async def main() -> None:
                 script, hostname="mx.scripted.test", tls_context=tls_context, require_starttls=False
             ),
             host=args.host,
-            port=0,
+            port=args.port,
         )
     except OSError as error:
         sys.exit(f"scripted_mx: cannot listen on {args.host}: {error}")
