@@ -35,7 +35,9 @@ from appliance.api import (
     webhook_settings,
     webhooks,
 )
+from appliance.api.body_complete import wait_for_request_body
 from appliance.api.errors import ApiError, FieldError, error_response
+from appliance.api.openapi import PostyardOpenAPI
 from appliance.api.rate_limit import RateLimiter
 from appliance.context import AppContext
 from appliance.domain.ids import request_id as new_request_id
@@ -69,6 +71,7 @@ def create_app(ctx: AppContext) -> QuartTrio:
         scalar_ui_path=None,
         security_schemes={"BearerAuth": HttpSecurityScheme(scheme="bearer")},
         security=[{"BearerAuth": []}],
+        openapi_provider_class=PostyardOpenAPI,
     )
     limiter = RateLimiter(limit=ctx.config.api_rate_limit, window=ctx.config.api_rate_window)
     app.extensions["postyard.rate_limiter"] = limiter
@@ -164,4 +167,6 @@ def create_app(ctx: AppContext) -> QuartTrio:
             [FieldError("internal server error", None, f"request id {g.get('request_id')}")],
         )
 
+    # hypercorn hangs a keep-alive connection answered before its body arrived.
+    app.asgi_app = wait_for_request_body(app.asgi_app)  # type: ignore[method-assign,assignment]
     return app

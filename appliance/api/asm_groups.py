@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from quart import Blueprint, request
 from quart_schema import tag
 
@@ -27,6 +27,7 @@ from appliance.api.suppressions import recipient_keys
 from appliance.domain.acceptance import suppression_key
 from appliance.store.asm_groups import AsmGroup, DuplicateGroupName
 
+# Group ids are BIGINT: a larger id in the path is a 404, not an overflow in the driver.
 blueprint = Blueprint("asm_groups", __name__, url_prefix="/v3/asm/groups")
 
 _TAGS = ["Unsubscribe groups"]
@@ -38,13 +39,13 @@ MAX_DESCRIPTION = 100
 class NewGroup(BaseModel):
     name: str = Field(min_length=1, max_length=MAX_NAME)
     description: str = Field(default="", max_length=MAX_DESCRIPTION)
-    is_default: bool = False
+    is_default: StrictBool = False
 
 
 class GroupChanges(BaseModel):
     name: str | None = Field(default=None, min_length=1, max_length=MAX_NAME)
     description: str | None = Field(default=None, max_length=MAX_DESCRIPTION)
-    is_default: bool | None = None
+    is_default: StrictBool | None = None
 
 
 class RecipientEmails(BaseModel):
@@ -115,7 +116,7 @@ async def list_groups() -> list[dict[str, Any]]:
     return [group_json(g) for g in groups]
 
 
-@blueprint.get("/<int:group_id>")
+@blueprint.get("/<int(max=9223372036854775807):group_id>")
 @tag(_TAGS)
 @requires("asm.groups.read")
 async def get_group(group_id: int) -> dict[str, Any]:
@@ -126,7 +127,7 @@ async def get_group(group_id: int) -> dict[str, Any]:
     return group_json(group)
 
 
-@blueprint.patch("/<int:group_id>")
+@blueprint.patch("/<int(max=9223372036854775807):group_id>")
 @tag(_TAGS)
 @requires("asm.groups.update")
 @json_body(GroupChanges)
@@ -147,7 +148,7 @@ async def update_group(group_id: int, data: GroupChanges) -> tuple[dict[str, Any
     return group_json(group, count=False), 201
 
 
-@blueprint.delete("/<int:group_id>")
+@blueprint.delete("/<int(max=9223372036854775807):group_id>")
 @tag(_TAGS)
 @requires("asm.groups.delete")
 async def delete_group(group_id: int) -> tuple[str, int]:
@@ -157,7 +158,7 @@ async def delete_group(group_id: int) -> tuple[str, int]:
     return "", 204
 
 
-@blueprint.get("/<int:group_id>/suppressions")
+@blueprint.get("/<int(max=9223372036854775807):group_id>/suppressions")
 @tag(_TAGS)
 @requires("asm.groups.suppressions.read")
 async def list_group_suppressions(group_id: int) -> list[str]:
@@ -168,7 +169,7 @@ async def list_group_suppressions(group_id: int) -> list[str]:
     return found
 
 
-@blueprint.post("/<int:group_id>/suppressions")
+@blueprint.post("/<int(max=9223372036854775807):group_id>/suppressions")
 @tag(_TAGS)
 @requires("asm.groups.suppressions.create")
 @json_body(RecipientEmails)
@@ -182,7 +183,7 @@ async def add_group_suppressions(
     return {"recipient_emails": data.recipient_emails}, 201
 
 
-@blueprint.post("/<int:group_id>/suppressions/search")
+@blueprint.post("/<int(max=9223372036854775807):group_id>/suppressions/search")
 @tag(_TAGS)
 @requires("asm.groups.suppressions.read")
 @json_body(RecipientEmails)
@@ -197,7 +198,7 @@ async def search_group_suppressions(group_id: int, data: RecipientEmails) -> lis
     return sorted(found)
 
 
-@blueprint.delete("/<int:group_id>/suppressions/<path:email>")
+@blueprint.delete("/<int(max=9223372036854775807):group_id>/suppressions/<path:email>")
 @tag(_TAGS)
 @requires("asm.groups.suppressions.delete")
 async def delete_group_suppression(group_id: int, email: str) -> tuple[str, int]:
