@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the appliance (initialises an empty data dir)")
     _common(serve)
     serve.add_argument("--http-listen", help="host:port for the HTTP API and admin UI")
+    serve.add_argument(
+        "--capture",
+        action="store_true",
+        help="staging: keep every outbound message in the built-in mailbox, deliver nothing "
+        "(POSTYARD_CAPTURE_MODE)",
+    )
 
     init = sub.add_parser("init", help="create the data directory, first admin and API key")
     _common(init)
@@ -114,6 +120,7 @@ def _config(args: argparse.Namespace) -> Config:
         "data_dir": getattr(args, "data_dir", None),
         "database_url": getattr(args, "database_url", None),
         "http_listen": getattr(args, "http_listen", None),
+        "capture_mode": True if getattr(args, "capture", False) else None,
     }
     return load_config(getattr(args, "config", None), overrides=overrides)
 
@@ -130,6 +137,10 @@ def _print_banner(result: InitResult | None, ctx: AppContext) -> None:
             f"    API key:        {result.api_key}\n",
             file=out,
         )
+    if ctx.config.capture_mode:
+        from appliance.runner import capture_notice
+
+        print(f"  {capture_notice(ctx.config)}", file=out)
     print(
         f"  Postyard is running. API: {ctx.config.base_url}/v3/  Admin UI: {ctx.config.admin_url}\n"
         f"  Try: curl -H 'Authorization: Bearer <API key>' {ctx.config.base_url}/v3/scopes\n",

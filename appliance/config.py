@@ -148,6 +148,13 @@ class Config:
         "so a greylisted message is delivered within a minute or so).",
         unit="s",
     )
+    capture_mode: bool = _key(
+        False,
+        "Staging mode (postyard serve --capture): every outbound message is kept in the "
+        "built-in mailbox (admin UI, /api/admin/captures) instead of being delivered; no DNS "
+        "lookup, no SMTP connection, and sending domains may send before their DNS records "
+        "verify. Never on a production box.",
+    )
     secret_key: str = _key(
         "",
         "Key for secrets at rest (Fernet, urlsafe base64); empty = <data_dir>/secret.key.",

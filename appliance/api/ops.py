@@ -38,6 +38,8 @@ async def readyz() -> tuple[dict[str, Any], int]:
         "status": "ready" if ready else "unavailable",
         "database": database,
         "services": services,
+        # A staging box (postyard serve --capture) delivers nothing: say so where monitors look.
+        "capture_mode": ctx.config.capture_mode,
     }
     return body, 200 if ready else 503
 

@@ -2,10 +2,11 @@
 
 A send request is accepted in named steps (Postal's processor reads the same
 way): the tenant may send, the body keeps SendGrid's rules, every sender
-domain is verified, template and batch exist, sending limits allow it, the
-queue has room; then one message per (personalization, recipient) is planned
-(``domain.acceptance``: suppressed recipients dropped) and written with its
-first event in one transaction, and the delivery engine is woken.
+domain is verified (:func:`sending_domain`; not needed in capture mode),
+template and batch exist, sending limits allow it, the queue has room; then
+one message per (personalization, recipient) is planned (``domain.acceptance``:
+suppressed recipients dropped) and written with its first event in one
+transaction, and the delivery engine is woken.
 
 A step that refuses raises an :class:`AcceptanceError` subclass (or the
 :class:`SendValidationError` of the body rules); each front door words it its
@@ -28,6 +29,7 @@ from appliance.domain.send_request import SendRequest, TemplateKind
 from appliance.domain.send_validation import parse_send_request
 from appliance.domain.warmup import WarmupSchedule, utc_day
 from appliance.store.database import StoreError
+from appliance.store.domains import Domain
 from appliance.store.messages import first_category
 
 log = logging.getLogger("appliance.acceptance")
@@ -40,6 +42,19 @@ BATCH_ID_HELP: Final = (
 )
 QUEUE_RECOUNT_SECONDS: Final = 5.0
 QUEUE_RECOUNT_FRACTION: Final = 0.9  # recount at once when the estimate passes this share
+
+
+async def sending_domain(ctx: AppContext, tenant_id: str, name: str) -> Domain | None:
+    """The tenant's domain ``name`` if mail may be sent from it; None: "not verified".
+
+    The one rule, for both front doors and the composer: the domain must be
+    active and its DNS records verified. In capture mode an active domain may
+    send before they verify: mail never leaves the box (it is kept in the
+    capture mailbox), and a newcomer should send within minutes of install.
+    """
+    return await ctx.store.domains.sending_domain(
+        tenant_id, name, verified_only=not ctx.config.capture_mode
+    )
 
 
 class AcceptanceError(Exception):
@@ -262,7 +277,7 @@ class MailAcceptance:
         }
         for email in sorted(senders):
             domain = email.rpartition("@")[2].lower()
-            if await self._ctx.store.domains.sending_domain(tenant_id, domain) is None:
+            if await sending_domain(self._ctx, tenant_id, domain) is None:
                 raise SenderDomainNotVerified(domain)
 
     async def _check_references(self, tenant_id: str, mail: SendRequest) -> None:

@@ -43,6 +43,7 @@ from appliance.domain.tracking_tokens import (
     unsubscribe_token,
 )
 from appliance.protocols.dkim_signer import DkimMessageError, DkimSigner
+from appliance.services.acceptance import sending_domain
 from appliance.store.domains import Domain, signing_material
 from appliance.store.messages import Message
 
@@ -165,12 +166,12 @@ class Composer:
         return TrackingLinks(f"{base_url}/t/o/{open_token(secret, message_id)}", click_url)
 
     async def _sending_domain(self, tenant_id: str, name: str) -> Domain | None:
-        """The verified, active sending domain, re-read at most every DOMAIN_CACHE_SECONDS."""
+        """The domain if acceptance lets it send, re-read at most every DOMAIN_CACHE_SECONDS."""
         now = time.monotonic()
         cached = self._domains.get((tenant_id, name))
         if cached is not None and cached[0] > now:
             return cached[1]
-        domain = await self._ctx.store.domains.sending_domain(tenant_id, name)
+        domain = await sending_domain(self._ctx, tenant_id, name)
         self._domains.put((tenant_id, name), (now + DOMAIN_CACHE_SECONDS, domain))
         return domain
 

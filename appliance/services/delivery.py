@@ -51,6 +51,7 @@ from appliance.net.dns import Resolver
 from appliance.net.smtp_client import DEFAULT_TIMEOUTS, SmtpTimeouts
 from appliance.net.smtp_client_errors import SmtpSessionError
 from appliance.protocols.smtp_client_errors import LocalRefusal, MessageTooBig
+from appliance.services.capture_target import connect_capture
 from appliance.services.composer import Composer
 from appliance.services.delivery_targets import (
     Connected,
@@ -341,6 +342,8 @@ class DeliveryEngine:
                 source_address=source,
                 timeouts=self._settings.timeouts,
             )
+        elif key.kind == "capture":
+            connected = connect_capture(self._ctx.store.captures, wall=self._wall)
         else:
             connected = await connect_mx(
                 self._router,
@@ -368,9 +371,7 @@ class DeliveryEngine:
         reusable = True
         started = trio.current_time()
         try:
-            result = await conn.connection.send_message(
-                composed.envelope_from, [composed.recipient], composed.data
-            )
+            result = await conn.connection.send(job)
         except MessageTooBig as exc:
             outcome = self._failed(attempt, str(exc), route, permanent=True, status="5.3.4")
         except LocalRefusal as exc:  # e.g. SMTPUTF8 needed but not offered

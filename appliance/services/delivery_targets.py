@@ -5,12 +5,15 @@ session (RFC 5321 §5.1); a host that refuses the session or fails TLS does
 not stop the others. Opportunistic STARTTLS: when the TLS handshake fails
 the same host is tried again in plaintext (RFC 7435), because mail that
 cannot be encrypted is still better delivered than bounced. A smart-host
-relay is one target with its own TLS mode and credentials.
+relay is one target with its own TLS mode and credentials. In capture mode
+the target is the built-in mailbox (``services.capture_target``): every
+connection is a :class:`Transport`, so the engine sends to all three alike.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from appliance.domain.delivery_outcome import Route
 from appliance.net.smtp_client import SmtpConnection, SmtpTimeouts, connect_smtp
@@ -21,6 +24,8 @@ from appliance.net.smtp_client_errors import (
 )
 from appliance.protocols.smtp_client_errors import SmtpClientError
 from appliance.protocols.smtp_client_events import AuthMechanism
+from appliance.protocols.smtp_client_outcome import TransactionResult
+from appliance.services.destination import Job
 from appliance.services.mx_routing import MxRouter
 from appliance.services.relay_test import RelayEndpoint, relay_tls_context
 
@@ -35,9 +40,44 @@ class DestinationUnreachable(Exception):
         self.status = status
 
 
+class Transport(Protocol):
+    """Where a worker sends its destination's jobs, one transaction per job."""
+
+    @property
+    def usable(self) -> bool:
+        """True while another job can be sent over it."""
+        ...
+
+    async def send(self, job: Job) -> TransactionResult:
+        """Send one composed message to its recipient; raises like ``SmtpConnection``."""
+        ...
+
+    async def quit(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpTransport:
+    """An SMTP connection to an MX host or a relay."""
+
+    connection: SmtpConnection
+
+    @property
+    def usable(self) -> bool:
+        return self.connection.usable
+
+    async def send(self, job: Job) -> TransactionResult:
+        composed = job.composed
+        return await self.connection.send_message(
+            composed.envelope_from, [composed.recipient], composed.data
+        )
+
+    async def quit(self) -> None:
+        await self.connection.quit()
+
+
 @dataclass(frozen=True, slots=True)
 class Connected:
-    connection: SmtpConnection
+    connection: Transport
     route: Route
 
 
@@ -73,7 +113,7 @@ async def connect_mx(
                 failures.append(f"{target.host} [{target.address}]: {exc}")
                 break  # the next MX target
             return Connected(
-                connection,
+                SmtpTransport(connection),
                 Route(
                     mx_host=target.host,
                     ip=source_address,
@@ -135,6 +175,6 @@ async def connect_relay(
                 f"relay {relay.name}: AUTH failed: {exc}", permanent=False, status="4.7.0"
             ) from exc
     return Connected(
-        connection,
+        SmtpTransport(connection),
         Route(mx_host=relay.host, ip=source_address, tls=connection.tls_active, relay=relay.name),
     )

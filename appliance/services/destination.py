@@ -25,7 +25,7 @@ from appliance.store.messages import Message
 
 @dataclass(frozen=True, slots=True)
 class DestinationKey:
-    kind: str  # "mx" (recipient domain) | "relay" (relay id)
+    kind: str  # "mx" (recipient domain) | "relay" (relay id) | "capture" (the mailbox)
     name: str
     pool: str | None  # IP pool name, None for the default addresses
 

@@ -5,6 +5,10 @@ source addresses of new connections (in turn), and a pool with a relay
 sends everything through that smart host instead of recipients' MX hosts.
 Without a pool (or with a name no pool has) mail leaves from the default
 addresses, by MX. Operators' changes apply within ``CACHE_SECONDS``.
+
+In capture mode (``capture_mode``) every message goes to the one
+``capture`` destination, the built-in mailbox (``services.capture_target``),
+whatever its pool says: nothing leaves the box.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class PoolDirectory:
 
     async def destination_for(self, recipient: str, pool_name: str | None) -> DestinationKey:
         pool = await self.pool(pool_name)
+        if self._ctx.config.capture_mode:
+            return DestinationKey("capture", "mailbox", pool.name if pool else None)
         if pool is not None and pool.relay_id is not None:
             return DestinationKey("relay", pool.relay_id, pool.name)
         return DestinationKey("mx", recipient_domain(recipient), pool.name if pool else None)

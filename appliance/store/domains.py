@@ -242,21 +242,25 @@ class Domains:
 
         return await self._db.read(fn)
 
-    async def sending_domain(self, tenant_id: str, name: str) -> Domain | None:
-        """The tenant's domain ``name`` if mail may be sent from it (verified and active).
+    async def sending_domain(
+        self, tenant_id: str, name: str, *, verified_only: bool = True
+    ) -> Domain | None:
+        """The tenant's domain ``name`` if mail may be sent from it (verified and active;
+        active only with ``verified_only=False``, as in capture mode).
 
-        For the send pipeline: None means 403 "Sender domain not verified".
+        For the send pipeline (``services.acceptance.sending_domain`` decides which):
+        None means 403 "Sender domain not verified".
         """
+        conds = [
+            domains.c.name == name.lower(),
+            domains.c.tenant_id == tenant_id,
+            domains.c.is_active.is_(True),
+        ]
+        if verified_only:
+            conds.append(domains.c.verified.is_(True))
 
         def fn(c: sa.Connection) -> Domain | None:
-            row = c.execute(
-                sa.select(domains).where(
-                    domains.c.name == name.lower(),
-                    domains.c.tenant_id == tenant_id,
-                    domains.c.verified.is_(True),
-                    domains.c.is_active.is_(True),
-                )
-            ).first()
+            row = c.execute(sa.select(domains).where(*conds)).first()
             return _domain(row) if row else None
 
         return await self._db.read(fn)

@@ -35,15 +35,9 @@ async def test_add_list_get_raw_count_delete(store: Store) -> None:
     assert await captures.count(tenant.id) == 5
 
     first = await captures.list(tenant.id, limit=2)
-    second = await captures.list(
-        tenant.id, limit=2, before=(first[-1].captured_at, first[-1].id)
-    )
-    third = await captures.list(
-        tenant.id, limit=2, before=(second[-1].captured_at, second[-1].id)
-    )
-    assert [c.message_id for c in first + second + third] == [
-        f"msg_{n}" for n in (4, 3, 2, 1, 0)
-    ]
+    second = await captures.list(tenant.id, limit=2, before=(first[-1].captured_at, first[-1].id))
+    third = await captures.list(tenant.id, limit=2, before=(second[-1].captured_at, second[-1].id))
+    assert [c.message_id for c in first + second + third] == [f"msg_{n}" for n in (4, 3, 2, 1, 0)]
 
     to_r1 = CaptureFilter(recipient="r1@example.TEST")
     assert [c.message_id for c in await captures.list(tenant.id, to_r1, limit=10)] == [
