@@ -28,6 +28,8 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     # Decides each answer; by default 200 "ok".
     answer: Callable[[Received], Answer] = lambda _r: (200, {}, b"ok")
+    # Seconds to wait before answering (longer than the client's timeout: it gives up).
+    delay: Callable[[Received], float] = lambda _r: 0.0
     arrived: trio.Event = field(default_factory=trio.Event)
 
     @property
@@ -70,6 +72,7 @@ class Receiver:
                 self.requests.append(received)
                 self.arrived.set()
                 status, headers, content = self.answer(received)
+                await trio.sleep(self.delay(received))
                 out = [(k, v) for k, v in headers.items()]
                 out.append(("Content-Length", str(len(content))))
                 await stream.send_all(conn.send(h11.Response(status_code=status, headers=out)))
