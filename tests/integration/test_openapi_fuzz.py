@@ -80,7 +80,9 @@ async def test_every_operation_answers_as_documented_and_never_5xx(
     async with run_appliance(config) as app:
         command = schemathesis_command(app.base_url, app.api_key, tmp_path / "junit.xml")
         env = {**os.environ, "NO_COLOR": "1", "SCHEMATHESIS_TELEMETRY": "false"}
-        result = await trio.run_process(command, capture_stdout=True, stderr=-2, check=False, env=env)
+        result = await trio.run_process(
+            command, capture_stdout=True, stderr=-2, check=False, env=env
+        )
     output = result.stdout.decode(errors="replace")
     assert result.returncode == 0, f"schemathesis found problems:\n{output[-20000:]}"
     assert "Tested:" in output, output[-5000:]
