@@ -16,7 +16,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from itertools import pairwise
-from typing import Final
+from typing import Final, Literal
 
 SECONDS_PER_DAY: Final = 86_400
 
@@ -111,3 +111,45 @@ def over_cap(
         return False
     cap = schedule.cap(started_at, now)
     return cap is not None and sent_today + adding > cap
+
+
+WarmupKind = Literal["domain", "pool"]
+
+
+def warmup_scope(kind: WarmupKind, name: str) -> str:
+    """The send counter a domain's or IP pool's messages are counted in: ``pool:<name>``."""
+    return f"{kind}:{name}"
+
+
+@dataclass(frozen=True, slots=True)
+class WarmupState:
+    """Where a domain or IP pool is in its warm-up today, for people to read."""
+
+    day: int
+    """Warm-up day of today (1 on the day it started)."""
+    days: int
+    """How many days caps apply (14 by default)."""
+    cap: int | None
+    """Today's cap on messages; None once warm-up is over."""
+    sent_today: int
+
+    @property
+    def finished(self) -> bool:
+        return self.cap is None
+
+    @property
+    def remaining(self) -> int | None:
+        """Messages that may still go today (None: no cap)."""
+        return None if self.cap is None else max(0, self.cap - self.sent_today)
+
+
+def warmup_state(
+    schedule: WarmupSchedule, started_at: float, sent_today: int, now: float
+) -> WarmupState:
+    """Today's day, cap and count of a warm-up that started at ``started_at``."""
+    return WarmupState(
+        day=schedule.day(started_at, now),
+        days=schedule.days,
+        cap=schedule.cap(started_at, now),
+        sent_today=sent_today,
+    )

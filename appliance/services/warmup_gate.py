@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from appliance.domain.warmup import WarmupSchedule, next_day_start, utc_day
+from appliance.domain.warmup import WarmupSchedule, next_day_start, utc_day, warmup_scope
 from appliance.store.store import Store
 
 REFRESH_SECONDS = 30.0
@@ -70,7 +70,7 @@ class WarmupGate:
 
     @staticmethod
     def _scopes(domain: str, pool: str | None) -> list[str]:
-        return [f"domain:{domain}", *([f"pool:{pool}"] if pool else [])]
+        return [warmup_scope("domain", domain), *([warmup_scope("pool", pool)] if pool else [])]
 
     async def hold(self, domain: str, pool: str | None, *, now: float) -> Hold | None:
         """None when a message from ``domain`` through ``pool`` may go now, else until when.

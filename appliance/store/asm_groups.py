@@ -20,6 +20,7 @@ from appliance.store.database import Database
 from appliance.store.event_log import append_events
 from appliance.store.messages import event_row
 from appliance.store.schema import asm_group_suppressions, asm_groups
+from appliance.store.suppressions import email_like
 from appliance.store.upserts import insert_for
 
 _CHUNK = 500
@@ -224,6 +225,32 @@ class AsmGroups:
                 sa.select(c.email).where(c.tenant_id == tenant_id, c.group_id == group_id)
             )
             return sorted(row.email for row in rows)
+
+        return await self._db.read(fn)
+
+    async def suppression_page(
+        self,
+        tenant_id: str,
+        group_id: int,
+        *,
+        email: str | None = None,
+        limit: int = 500,
+        offset: int = 0,
+    ) -> list[tuple[str, float]] | None:
+        """One page of the group's ``(address, created_at)``, newest first; ``email`` is the
+        suppression lists' pattern (a prefix, ``%`` any run). None when there is no group."""
+        c = asm_group_suppressions.c
+        stmt = sa.select(c.email, c.created_at).where(
+            c.tenant_id == tenant_id, c.group_id == group_id
+        )
+        if email:
+            stmt = stmt.where(c.email.like(email_like(email), escape="\\"))
+        stmt = stmt.order_by(c.created_at.desc(), c.email).limit(limit).offset(offset)
+
+        def fn(conn: sa.Connection) -> list[tuple[str, float]] | None:
+            if not group_exists(conn, tenant_id, group_id):
+                return None
+            return [(row.email, row.created_at) for row in conn.execute(stmt)]
 
         return await self._db.read(fn)
 

@@ -5,13 +5,25 @@ from __future__ import annotations
 from quart import Blueprint
 from quart_trio import QuartTrio
 
-from appliance.ui import dashboard, domains, login
+from appliance.ui import (
+    dashboard,
+    delivery_settings,
+    domains,
+    inbound,
+    login,
+    suppressions,
+    templates_pages,
+)
 from appliance.ui.filters import install_filters
 
 UI_BLUEPRINTS: tuple[Blueprint, ...] = (
     login.blueprint,
     dashboard.blueprint,
     domains.blueprint,
+    suppressions.blueprint,
+    templates_pages.blueprint,
+    delivery_settings.blueprint,
+    inbound.blueprint,
 )
 
 
