@@ -257,6 +257,12 @@ class Config:
         'alert event emitted; its pending events wait for PATCH {"enabled": true}.',
         unit="s",
     )
+    webhook_allow_link_local: bool = _key(
+        False,
+        "Let webhooks go to link-local and cloud metadata addresses (169.254.0.0/16, "
+        "fe80::/10, fd00:ec2::254, 100.100.100.200); refused by default, at create and update "
+        "and when a host name resolves to one at delivery.",
+    )
 
     admin_session_lifetime: float = _key(
         12 * 3600 * SECONDS, "How long an admin UI sign-in lasts at most.", unit="s"

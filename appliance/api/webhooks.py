@@ -26,6 +26,7 @@ from quart_schema import tag
 from appliance.api.authz import app_ctx, principal, requires
 from appliance.api.errors import ApiError, bad_request
 from appliance.api.request_body import json_body
+from appliance.domain.webhook_addresses import ALLOW_HELP, blocked_host
 from appliance.domain.webhook_payloads import EVENT_TYPES, FORMATS, WebhookFormat
 from appliance.domain.webhook_signing import generate_key_pair
 from appliance.services.webhooks import send_test
@@ -66,6 +67,9 @@ def check_url(value: str, field: str = "url") -> str:
         )
     if parts.username or parts.password:
         raise bad_request("url must not carry a user name or password", field)
+    reason = blocked_host(parts.hostname)
+    if reason is not None and not app_ctx().config.webhook_allow_link_local:
+        raise bad_request(f"url {value!r} is refused: {reason}", field, ALLOW_HELP)
     return url
 
 

@@ -36,6 +36,7 @@ from appliance.domain.secret_box import SecretBox, SecretBoxError
 from appliance.domain.webhook_payloads import batch_items, encode_batch, sample_payloads
 from appliance.domain.webhook_signing import SigningKeyError, sign
 from appliance.health import ServiceHealth
+from appliance.net.guarded_http import GuardedTransport
 from appliance.store.webhooks import OutboxItem, Webhook
 
 log = logging.getLogger("appliance.webhooks")
@@ -55,12 +56,14 @@ class WebhookSettings:
     disable_after: float = 86400.0
     poll_interval: float = 2.0
     heartbeat_interval: float = 5.0
+    allow_link_local: bool = False  # config webhook_allow_link_local
 
     @classmethod
     def from_context(cls, ctx: AppContext, **overrides: Any) -> WebhookSettings:
         values: dict[str, Any] = {
             "disable_after": ctx.config.webhook_disable_after,
             "heartbeat_interval": ctx.config.heartbeat_interval,
+            "allow_link_local": ctx.config.webhook_allow_link_local,
             **overrides,
         }
         return cls(**values)
@@ -83,12 +86,15 @@ class PostResult:
         return self.error is None
 
 
-def open_client(timeout: float) -> httpx.AsyncClient:
+def open_client(timeout: float, *, allow_link_local: bool = False) -> httpx.AsyncClient:
+    """The client for webhook POSTs: it will not connect to link-local or metadata addresses
+    (``net/guarded_http.py``) unless ``allow_link_local``."""
     return httpx.AsyncClient(
         follow_redirects=False,
         verify=True,
         timeout=httpx.Timeout(timeout),
         headers={"User-Agent": USER_AGENT},
+        transport=None if allow_link_local else GuardedTransport(verify=True),
     )
 
 
@@ -142,7 +148,8 @@ async def send_test(
     """POST a sample batch to the webhook now (enabled or not); recorded as a test attempt."""
     now = time.time() if now is None else now
     body = encode_batch(batch_items(hook.format, sample_payloads(hook.tenant_id, now)))
-    async with open_client(WebhookSettings().timeout) as client:
+    settings = WebhookSettings.from_context(ctx)
+    async with open_client(settings.timeout, allow_link_local=settings.allow_link_local) as client:
         result = await post_batch(client, hook, body, secrets=ctx.secrets, now=now)
     if not record:
         return result
@@ -174,7 +181,10 @@ class WebhookDispatcher:
         self._workers: set[str] = set()
 
     async def run(self, health: ServiceHealth, *, task_status: trio.TaskStatus[None]) -> None:
-        async with open_client(self._settings.timeout) as client, trio.open_nursery() as nursery:
+        client = open_client(
+            self._settings.timeout, allow_link_local=self._settings.allow_link_local
+        )
+        async with client, trio.open_nursery() as nursery:
             nursery.start_soon(self._publish, health)
             task_status.started()
             while not self._ctx.shutdown.is_set():
