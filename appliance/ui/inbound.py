@@ -19,6 +19,15 @@ from appliance.ui.pages import PageResult, ctx, page, render, session
 blueprint = Blueprint("ui_inbound", __name__, url_prefix="/admin/inbound")
 
 PAGE_SIZE = 50
+KIND_LABELS = {
+    "hard": "Hard bounce",
+    "soft": "Soft bounce",
+    "block": "Block",
+    "complaint": "Complaint",
+    "delayed": "Delay notice",
+    "not_a_bounce": "Not a bounce",
+    "forwarded": "Forwarded",
+}
 
 
 @blueprint.get("")
@@ -45,6 +54,7 @@ async def report_list() -> PageResult:
         offset=offset,
         page_size=PAGE_SIZE,
         kinds=KINDS,
+        kind_labels=KIND_LABELS,
         kind=kind if kind in KINDS else "",
         matched=matched_arg if matched_arg in ("true", "false") else "",
     )
@@ -62,6 +72,7 @@ async def report_page(report_id: str) -> PageResult:
         "inbound/detail.html",
         title=f"Report {report_id}",
         report=_summary(report),
+        kind_label=KIND_LABELS.get(report.kind, report.kind),
         parsed=json.dumps(report.report, indent=2, sort_keys=True, default=str),
         raw=raw.decode("utf-8", errors="replace"),
         raw_size=len(raw),

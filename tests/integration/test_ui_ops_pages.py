@@ -17,10 +17,12 @@ import pytest
 from argon2 import PasswordHasher
 
 from appliance.domain.bounce_report import parse_bounce
+from appliance.domain.inbound_outcome import MatchedBy, MatchKey
 from appliance.domain.warmup import utc_day
 from appliance.store.inbound_reports import IncomingReport
 from appliance.store.templates import Generation, VersionContent
 from tests.support.appliance import RunningAppliance, appliance_config, run_appliance
+from tests.support.sending import verified_domain
 
 PASSWORD = "correct horse battery staple"
 
@@ -357,3 +359,39 @@ async def test_inbound_reports_list_and_detail(
     assert "Reporting-MTA: dns; mx1.example.org" in detail.text  # the raw message
     assert "User unknown" in text_of(detail)
     assert (await owner.get("/admin/inbound/rpt_missing")).status_code == 404
+
+
+async def test_a_matched_report_links_to_its_message(
+    owner: httpx.AsyncClient, app: RunningAppliance
+) -> None:
+    await verified_domain(app, "shop.example.test")
+    sent = await owner.post(
+        "/v3/mail/send",
+        json={
+            "personalizations": [{"to": [{"email": "gone@example.org"}]}],
+            "from": {"email": "news@shop.example.test"},
+            "subject": "Hello",
+            "content": [{"type": "text/plain", "value": "Hi"}],
+        },
+    )
+    assert sent.status_code == 202, sent.text
+    listed = await owner.get("/v3/messages", params={"x_message_id": sent.headers["X-Message-Id"]})
+    message_id = listed.json()["messages"][0]["msg_id"]
+    recorded = await app.ctx.store.inbound_reports.record(
+        IncomingReport(
+            received_at=time.time(),
+            remote_ip="127.0.0.1",
+            envelope_from="",
+            envelope_to=(f"bounces+{message_id}@bounces.shop.example.test",),
+            report=parse_bounce(DSN),
+            raw=DSN,
+            keys=(MatchKey(message_id, MatchedBy.VERP),),
+            envelope_tenant_id=app.init.tenant_id,
+        )
+    )
+    assert recorded.report.matched
+    link = f'href="/admin/messages/{message_id}"'
+    assert link in (await owner.get("/admin/inbound", params={"matched": "true"})).text
+    assert recorded.report.id not in (await owner.get("/admin/inbound?matched=false")).text
+    detail = await owner.get(f"/admin/inbound/{recorded.report.id}")
+    assert link in detail.text and "Hard bounce for gone@example.org" in text_of(detail)

@@ -20,7 +20,7 @@ function showRelayTest(result) {
   box.hidden = false;
   const message = document.getElementById("relay-test-message");
   message.className = `banner ${result.ok ? "ok" : "bad"}`;
-  message.textContent = `${result.relay.host}:${result.relay.port} (${result.relay.tls_mode}): ${result.message}`;
+  message.textContent = result.message;
   const body = document.querySelector("#relay-test-steps tbody");
   body.replaceChildren();
   for (const step of result.steps) {
@@ -28,15 +28,15 @@ function showRelayTest(result) {
     row.dataset.step = step.step;
     const failed = !step.ok;
     if (failed) { row.className = "failed"; row.setAttribute("aria-current", "step"); }
-    const name = cell(row, step.step.toUpperCase());
+    const name = cell(row, step.step.toUpperCase(), "nowrap");
     name.style.fontWeight = "600";
     const badge = document.createElement("span");
     badge.className = `badge ${step.ok ? "ok" : "bad"}`;
     badge.textContent = step.ok ? "ok" : "failed";
     cell(row, "").append(badge);
-    cell(row, step.reply ?? "", "mono wrap");
-    cell(row, step.detail, "hide-narrow wrap");
-    cell(row, `${step.elapsed_ms} ms`, "hide-narrow");
+    cell(row, step.reply ?? "", "mono");
+    cell(row, step.detail, "hide-narrow");
+    cell(row, `${step.elapsed_ms} ms`, "hide-narrow nowrap");
     body.append(row);
   }
   box.scrollIntoView({ block: "nearest" });

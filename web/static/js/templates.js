@@ -11,3 +11,8 @@ document.addEventListener("api:done", (event) => {
   document.getElementById("preview-text").textContent = result.plain_content || "(no plain text part)";
   box.scrollIntoView({ block: "nearest" });
 });
+
+// A new preview replaces the last one: hide it while the request runs (or fails).
+document.addEventListener("submit", (event) => {
+  if (event.target.id === "preview-form") document.getElementById("preview").hidden = true;
+}, true);
