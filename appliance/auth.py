@@ -76,7 +76,9 @@ class KeyAuthenticator:
             key = creds.key
             entry = _Cached(
                 creds.secret_hash,
-                Principal(key.tenant_id, key.id, key.name, key.scopes),
+                # A key never carries more than API scopes, whatever its row says: the admin
+                # UI's operator permissions (users.*, roles.*, tenants.*) are people's only.
+                Principal(key.tenant_id, key.id, key.name, key.scopes & scope_rules.ALL_SCOPES),
                 creds.tenant_status,
                 now + self._ttl,
             )

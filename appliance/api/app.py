@@ -13,6 +13,7 @@ from werkzeug.exceptions import HTTPException
 
 from appliance import logs
 from appliance.api import (
+    account,
     api_keys,
     asm_groups,
     auth_me,
@@ -27,11 +28,13 @@ from appliance.api import (
     ops,
     relay_test,
     relays,
+    roles,
     stats,
     suppressions,
     templates,
     tenant_admin,
     tracking,
+    users,
     webhook_settings,
     webhooks,
 )
@@ -97,6 +100,9 @@ def create_app(ctx: AppContext) -> QuartTrio:
         event_stream.blueprint,
         event_ingest.blueprint,
         tenant_admin.blueprint,
+        account.blueprint,
+        users.blueprint,
+        roles.blueprint,
         captures.blueprint,
     ):
         app.register_blueprint(blueprint)

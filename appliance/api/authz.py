@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
+from urllib.parse import urlsplit
 
 from quart import current_app, g, request, websocket
 
@@ -65,7 +66,7 @@ async def session_principal(*, is_websocket: bool = False) -> Principal | None:
         return None
     if is_websocket:
         origin = source.headers.get("Origin")
-        if origin is not None and origin.rstrip("/") != source.host_url.rstrip("/"):
+        if origin is not None and urlsplit(origin).netloc != source.host:
             raise ApiError(403, f"websocket from another origin ({origin}) refused", None, None)
     elif request.method not in SAFE_METHODS:
         sent = request.headers.get("X-CSRF-Token") or (await request.form).get("csrf_token")

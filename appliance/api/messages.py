@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from quart import Blueprint, request
 from quart_schema import tag
+from werkzeug.datastructures import MultiDict
 
 from appliance.api.authz import app_ctx, principal, requires
 from appliance.api.errors import ApiError, bad_request
@@ -20,7 +22,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
 
 
-def _summary(m: Message) -> dict[str, Any]:
+def summary_json(m: Message) -> dict[str, Any]:
     return {
         "msg_id": m.id,
         "x_message_id": m.request_id,
@@ -36,8 +38,8 @@ def _summary(m: Message) -> dict[str, Any]:
     }
 
 
-def _time_arg(name: str) -> float | None:
-    raw = request.args.get(name)
+def _time_arg(args: MultiDict[str, str], name: str) -> float | None:
+    raw = args.get(name)
     if raw is None or raw == "":
         return None
     try:
@@ -66,11 +68,16 @@ def _decode_cursor(raw: str) -> tuple[float, str]:
         raise bad_request("cursor is not one this API returned", "cursor") from None
 
 
-@blueprint.get("")
-@tag(["Messages"])
-@requires("messages.read")
-async def list_messages() -> dict[str, Any]:
-    args = request.args
+@dataclass(frozen=True, slots=True)
+class MessageQuery:
+    filters: MessageFilter
+    limit: int
+    cursor: tuple[float, str] | None
+
+
+def message_query(args: MultiDict[str, str]) -> MessageQuery:
+    """The search of ``GET /v3/messages`` (and the admin UI's message list) from its arguments;
+    ApiError 400 naming the argument that is wrong."""
     status = None
     if args.get("status"):
         try:
@@ -82,23 +89,34 @@ async def list_messages() -> dict[str, Any]:
     raw_limit = args.get("limit", str(DEFAULT_LIMIT))
     if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_LIMIT:
         raise bad_request(f"limit must be an integer from 1 to {MAX_LIMIT}", "limit")
-    limit = int(raw_limit)
     filters = MessageFilter(
         status=status,
         recipient=args.get("to_email") or args.get("recipient") or None,
         from_email=args.get("from_email") or None,
         category=args.get("category") or None,
         x_message_id=args.get("x_message_id") or None,
-        created_after=_time_arg("after"),
-        created_before=_time_arg("before"),
+        created_after=_time_arg(args, "after"),
+        created_before=_time_arg(args, "before"),
     )
     cursor = _decode_cursor(args["cursor"]) if args.get("cursor") else None
+    return MessageQuery(filters, int(raw_limit), cursor)
+
+
+async def find_messages(tenant_id: str, query: MessageQuery) -> tuple[list[Message], str | None]:
+    """One page of messages, newest first, and the cursor of the next page."""
     found = await app_ctx().store.messages.search(
-        principal().tenant_id, filters, limit=limit + 1, before=cursor
+        tenant_id, query.filters, limit=query.limit + 1, before=query.cursor
     )
-    page = found[:limit]
-    next_cursor = _encode_cursor(page[-1]) if len(found) > limit else None
-    return {"messages": [_summary(m) for m in page], "next_cursor": next_cursor}
+    page = found[: query.limit]
+    return page, _encode_cursor(page[-1]) if len(found) > query.limit else None
+
+
+@blueprint.get("")
+@tag(["Messages"])
+@requires("messages.read")
+async def list_messages() -> dict[str, Any]:
+    page, next_cursor = await find_messages(principal().tenant_id, message_query(request.args))
+    return {"messages": [summary_json(m) for m in page], "next_cursor": next_cursor}
 
 
 async def _get(message_id: str) -> Message:
@@ -112,10 +130,14 @@ async def _get(message_id: str) -> Message:
 @tag(["Messages"])
 @requires("messages.read")
 async def get_message(message_id: str) -> dict[str, Any]:
-    message = await _get(message_id)
+    return await detail_json(await _get(message_id))
+
+
+async def detail_json(message: Message) -> dict[str, Any]:
+    """A message with its last SMTP reply, next attempt and event timeline."""
     timeline = await app_ctx().store.messages.events_for(message.id)
     return {
-        **_summary(message),
+        **summary_json(message),
         "error_message": message.error_message,
         "last_smtp_reply": message.last_reply,
         "next_attempt_at": message.due_at if message.status is MessageStatus.DEFERRED else None,
@@ -135,7 +157,7 @@ async def _act(message_id: str, action: str) -> dict[str, Any]:
         raise ApiError(404, "message not found", "msg_id", None)
     if outcome.refusal is not None:
         raise ApiError(409, outcome.refusal, "status", None)
-    return _summary(outcome.message)
+    return summary_json(outcome.message)
 
 
 @blueprint.post("/<message_id>/retry")

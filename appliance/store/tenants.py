@@ -65,6 +65,12 @@ class Tenants:
 
         return await self._db.read(fn)
 
+    async def rename(self, tenant_id: str, name: str) -> bool:
+        result = await self._db.write(
+            lambda c: c.execute(tenants.update().where(tenants.c.id == tenant_id).values(name=name))
+        )
+        return bool(result.rowcount == 1)
+
     async def set_status(self, tenant_id: str, status: str, reason: str | None = None) -> bool:
         if status not in ("active", "suspended"):
             raise ValueError(f"tenant status must be active or suspended, not {status!r}")

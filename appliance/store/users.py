@@ -160,10 +160,11 @@ class Users:
         )
 
     async def upsert_oidc(
-        self, *, issuer: str, subject: str, email: str, name: str, role: str
+        self, *, issuer: str, subject: str, email: str, name: str, role: str, link_email: bool
     ) -> User:
         """The user of an OpenID identity, created on first login; role and name follow the
-        provider at every login. An existing local account with the same email is linked."""
+        provider at every login. An existing local account with the same email is linked when
+        ``link_email`` (the provider verified the address); otherwise EmailTakenError."""
         now = time.time()
 
         def fn(c: sa.Connection) -> User:
@@ -173,11 +174,9 @@ class Users:
                 )
             ).first()
             if row is None and email:
-                row = c.execute(
-                    sa.select(users).where(
-                        users.c.email == email.lower(), users.c.oidc_subject.is_(None)
-                    )
-                ).first()
+                row = c.execute(sa.select(users).where(users.c.email == email.lower())).first()
+                if row is not None and (not link_email or row.oidc_subject is not None):
+                    raise EmailTakenError(email)
             if row is None:
                 user_id = new_id("usr")
                 c.execute(

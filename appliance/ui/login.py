@@ -15,21 +15,19 @@ import time
 from typing import Any
 
 import pyotp
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
+import trio
 from quart import Blueprint, Response, g, redirect, request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 from appliance.admin_auth import SESSION_COOKIE, NewSession
 from appliance.api.rate_limit import RateLimiter
+from appliance.domain.passwords import hash_password, needs_rehash, verify_password
 from appliance.store.users import User
 from appliance.ui.pages import PageResult, ctx, page, render, session
 
 blueprint = Blueprint("ui_login", __name__, url_prefix="/admin")
 
 LOGIN_CSRF_COOKIE = "postyard_login_csrf"
-_hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 WRONG_CREDENTIALS = "Wrong email or password."
 
 
@@ -88,8 +86,8 @@ async def login_page(
         email=email,
         next_path=safe_next(next_path),
         login_csrf=token,
-        oidc_enabled=bool(getattr(config, "oidc_issuer", "")),
-        oidc_label=getattr(config, "oidc_button_label", "") or "Sign in with single sign-on",
+        oidc_enabled=bool(config.oidc_issuer),
+        oidc_label=config.oidc_button_label or "Sign in with single sign-on",
         oidc_error=request.args.get("oidc_error"),
     )
     response = Response(body, status=status, content_type="text/html; charset=utf-8")
@@ -156,32 +154,28 @@ async def login_submit() -> Response | WerkzeugResponse:
         )
     user = await ctx().store.users.get_by_email(email) if email else None
     password = form.get("password", "")
-    if user is None or user.disabled or not user.password_hash:
-        _verify(_DUMMY_HASH, password)  # same work whether or not the account exists
+    stored_hash = user.password_hash if user is not None and not user.disabled else None
+    # The same argon2 work whether or not the account exists, off the event loop.
+    matches = await trio.to_thread.run_sync(verify_password, stored_hash, password)
+    if user is None or stored_hash is None:
         return await login_page(
             error=WRONG_CREDENTIALS, status=401, email=email, next_path=next_path
         )
     locked = _locked_message(user, time.time())
     if locked:
         return await login_page(error=locked, status=403, email=email, next_path=next_path)
-    if not _verify(user.password_hash, password):
+    if not matches:
         message = await _count_failure(user)
         return await login_page(error=message, status=401, email=email, next_path=next_path)
-    if _hasher.check_needs_rehash(user.password_hash):
-        await ctx().store.users.update(user.id, password_hash=_hasher.hash(password))
+    if needs_rehash(stored_hash):
+        rehashed = await trio.to_thread.run_sync(hash_password, password)
+        await ctx().store.users.update(user.id, password_hash=rehashed)
     if user.has_totp:
         new = await ctx().sessions.start(user, mfa_pending=True, remote_addr=request.remote_addr)
         response = redirect(f"/admin/login/totp?next={safe_next(next_path)}")
         set_session_cookie(response, new)
         return response
     return await log_in_user(user, next_path=next_path)
-
-
-def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
 
 
 def totp_matches(encrypted_secret: str, code: str) -> bool:

@@ -101,7 +101,7 @@ async def forbidden(permission: str) -> tuple[str, int]:
 def visible_nav(current: AdminSession) -> list[tuple[str, list[NavItem]]]:
     sections: dict[str, list[NavItem]] = {}
     for item in NAV:
-        if item.path == "/admin/capture" and not getattr(ctx().config, "capture_mode", False):
+        if item.path == "/admin/capture" and not ctx().config.capture_mode:
             continue
         if item.permission is None or current.has(item.permission):
             sections.setdefault(item.section, []).append(item)

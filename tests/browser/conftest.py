@@ -16,6 +16,7 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -115,10 +116,16 @@ class Ui:
         """Run browser steps ``fn(page)`` on the browser thread."""
         return await self.thread.run(fn, self.page)
 
-    async def new_page(self, viewport: dict[str, int] = WIDE) -> Any:
+    async def new_page(self, *, fresh_context: bool = False) -> Any:
+        """Another tab of the same browser profile (signed in as the first), or, with
+        ``fresh_context``, of a new profile with no cookies (another person)."""
+
         def make() -> Any:
-            context = self.thread.browser.new_context(viewport=viewport, base_url=self.base_url)
-            context.set_default_timeout(15_000)
+            if fresh_context or self.page is None:
+                context = self.thread.browser.new_context(viewport=WIDE, base_url=self.base_url)
+                context.set_default_timeout(15_000)
+            else:
+                context = self.page.context
             page = context.new_page()
             page.on(
                 "console",
@@ -167,28 +174,41 @@ class Ui:
         await self.do(steps)
 
 
-@pytest.fixture
-async def ui(
-    tmp_path: Path, sqlite_url: str, browser_thread: BrowserThread, request: pytest.FixtureRequest
+@asynccontextmanager
+async def open_ui(
+    tmp_path: Path, database_url: str, thread: BrowserThread, name: str, **config: Any
 ) -> AsyncIterator[Ui]:
-    """The appliance (HTTP, delivery, webhooks) delivering to a scripted MX via test DNS."""
+    """The appliance (HTTP, delivery, webhooks) delivering to a scripted MX via test DNS,
+    and a browser page on it; ``config`` overrides settings."""
     dns = DnsServer(delivery_zones())
     async with trio.open_nursery() as nursery:
         await nursery.start(dns.serve)
         async with run_scripted_mx(tmp_path / "mx") as mx:
-            config = appliance_config(
-                tmp_path / "data",
-                sqlite_url,
-                dns_nameservers=(dns.address,),
-                smtp_port=mx.port,
-                hostname="postyard.test",
-                spf_include="_spf.postyard.test",
-            )
-            async with run_appliance(config, services=("http", "delivery", "webhooks")) as app:
-                ui = Ui(app, dns, mx, browser_thread, request.node.name.removeprefix("test_"))
+            settings = {
+                "dns_nameservers": (dns.address,),
+                "smtp_port": mx.port,
+                "hostname": "postyard.test",
+                "spf_include": "_spf.postyard.test",
+                **config,
+            }
+            app_config = appliance_config(tmp_path / "data", database_url, **settings)
+            async with run_appliance(app_config, services=("http", "delivery", "webhooks")) as app:
+                ui = Ui(app, dns, mx, thread, name)
                 await ui.new_page()
                 try:
                     yield ui
                 finally:
-                    await browser_thread.run(lambda: ui.page.context.close())
+                    await thread.run(lambda: ui.page.context.close())
         nursery.cancel_scope.cancel()
+
+
+def name_of(request: pytest.FixtureRequest) -> str:
+    return str(request.node.name).removeprefix("test_")
+
+
+@pytest.fixture
+async def ui(
+    tmp_path: Path, sqlite_url: str, browser_thread: BrowserThread, request: pytest.FixtureRequest
+) -> AsyncIterator[Ui]:
+    async with open_ui(tmp_path, sqlite_url, browser_thread, name_of(request)) as running:
+        yield running

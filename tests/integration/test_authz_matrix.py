@@ -32,9 +32,12 @@ import pytest
 from appliance.api.app import create_app
 from appliance.api.authz import required_scope_of
 from appliance.domain.api_key_format import ApiKeySecret
+from appliance.domain.passwords import hash_password
+from appliance.domain.roles import ALL_PERMISSIONS, OPERATOR_PERMISSIONS
 from appliance.domain.scopes import ALL_SCOPES, grants
 from appliance.provisioning import create_full_access_key
 from appliance.store.store import Store
+from tests.support.admin_session import signed_in
 from tests.support.appliance import RunningAppliance, appliance_config, run_appliance
 
 # Routes that take no API key, each on purpose.
@@ -55,7 +58,13 @@ WEBSOCKET_AUTH = {"/v3/events/stream": "Bearer key checked in the websocket hand
 
 # Routes whose objects belong to the appliance, not to a tenant: an operator key
 # of any tenant manages them, so there is no other tenant to hide them from.
-APPLIANCE_WIDE = ("/api/admin/relays", "/api/admin/ip_pools", "/api/admin/tenants")
+APPLIANCE_WIDE = (
+    "/api/admin/relays",
+    "/api/admin/ip_pools",
+    "/api/admin/tenants",
+    "/api/admin/users",
+    "/api/admin/roles",
+)
 
 PLACEHOLDER = {"email": "nobody@example.com", "group_id": "1"}
 
@@ -157,7 +166,11 @@ async def call(
 @pytest.fixture
 async def app(tmp_path: Path, sqlite_url: str) -> Any:
     config = appliance_config(
-        tmp_path / "data", sqlite_url, api_rate_limit=1_000_000, outbound_ips=("127.0.0.1",)
+        tmp_path / "data",
+        sqlite_url,
+        api_rate_limit=1_000_000,
+        admin_login_rate_limit=1_000,
+        outbound_ips=("127.0.0.1",),
     )
     async with run_appliance(config) as running:
         yield running
@@ -167,7 +180,7 @@ async def app(tmp_path: Path, sqlite_url: str) -> Any:
 async def test_only_the_required_scope_gets_in(app: RunningAppliance) -> None:
     store = app.ctx.store
     tenant = app.init.tenant_id
-    routes = list(endpoints(app.ctx))
+    routes = [e for e in endpoints(app.ctx) if e.scope not in OPERATOR_PERMISSIONS]
     assert len(routes) > 100
     exact: dict[str | None, str] = {}
     all_but: dict[str, str] = {}
@@ -196,6 +209,43 @@ async def test_only_the_required_scope_gets_in(app: RunningAppliance) -> None:
             message = r.json()["errors"][0]["message"] if r.status_code == 403 else r.text
             if r.status_code != 403 or message != f"Missing required scope: {endpoint.scope}":
                 wrong.append(f"{endpoint} with all but {endpoint.scope}: {r.status_code} {message}")
+    assert not wrong, "\n".join(wrong)
+
+
+async def make_person(store: Store, name: str, permissions: frozenset[str]) -> tuple[str, str]:
+    """A user whose custom role grants exactly ``permissions``; (email, password)."""
+    await store.roles.create(name, "matrix", permissions)
+    email, password = f"{name}@matrix.test", "matrix-password-1"
+    await store.users.create(email=email, role=name, password_hash=hash_password(password))
+    return email, password
+
+
+@pytest.mark.slow
+async def test_operator_permissions_are_for_people_only(app: RunningAppliance) -> None:
+    """users.*, roles.*, tenants.*: a key never gets in (not even one whose row claims the
+    permission); a person whose role holds exactly it does; one holding all else does not."""
+    store = app.ctx.store
+    routes = [e for e in endpoints(app.ctx) if e.scope in OPERATOR_PERMISSIONS]
+    assert {e.scope for e in routes} >= {"users.create", "roles.update", "tenants.update"}
+    full_key = await create_full_access_key(store, app.init.tenant_id, "full")
+    wrong: list[str] = []
+    async with httpx.AsyncClient(base_url=app.base_url, timeout=30) as http:
+        for n, scope in enumerate(sorted({e.scope for e in routes if e.scope})):
+            claimed = await make_key(store, app.init.tenant_id, frozenset({scope}))
+            exact = await make_person(store, f"exact{n}", frozenset({scope}))
+            others = await make_person(store, f"others{n}", ALL_PERMISSIONS - {scope})
+            async with signed_in(app, *exact) as person, signed_in(app, *others) as lacking:
+                for endpoint in (e for e in routes if e.scope == scope):
+                    for key in (full_key, claimed):
+                        r = await call(http, endpoint, bearer(key))
+                        if r.status_code != 403 or scope not in r.text:
+                            wrong.append(f"{endpoint} with a key: {r.status_code} {r.text}")
+                    r = await call(person, endpoint, {})
+                    if r.status_code in (401, 403) and "Missing required scope" in r.text:
+                        wrong.append(f"{endpoint} as a person with {scope}: {r.text}")
+                    r = await call(lacking, endpoint, {})
+                    if r.status_code != 403 or f"Missing required scope: {scope}" not in r.text:
+                        wrong.append(f"{endpoint} as a person without it: {r.status_code}")
     assert not wrong, "\n".join(wrong)
 
 

@@ -18,6 +18,7 @@ from appliance.store.event_log import append_events
 from appliance.store.messages import Event, event_row
 from appliance.store.reputation import ALERT, RECOVERED, REINSTATED, SUSPENDED
 from appliance.store.schema import events
+from tests.support.admin_session import signed_in
 from tests.support.appliance import RunningAppliance, appliance_config, run_appliance
 from tests.support.sending import verified_domain
 
@@ -127,15 +128,20 @@ async def test_alert_once_per_episode_then_suspend_then_reinstate(
     error = r.json()["errors"][0]
     assert "suspended" in error["message"] and error["help"] == reason
 
-    # An operator (a key of another tenant holding relays.update) lifts it.
+    # No tenant's key may lift it, not even another tenant's full-access key: an operator
+    # signed in to the admin UI (tenants.update) does.
     operator_tenant = await store.tenants.create("Operations")
-    operator = await create_full_access_key(store, operator_tenant.id, "ops")
+    other_key = await create_full_access_key(store, operator_tenant.id, "ops")
     url = f"/api/admin/tenants/{app.init.tenant_id}/reinstate"
-    r = await client.post(url, headers=app.auth(operator))
-    assert r.status_code == 200, r.text
-    assert r.json()["status"] == "active"
-    r = await client.post(url, headers=app.auth(operator))
-    assert r.status_code == 409
+    r = await client.post(url, headers=app.auth(other_key))
+    assert r.status_code == 403, r.text
+    assert r.json()["errors"][0]["message"] == "Missing required scope: tenants.update"
+    async with signed_in(app) as operator:
+        r = await operator.post(url)
+        assert r.status_code == 200, r.text
+        assert r.json()["status"] == "active"
+        r = await operator.post(url)
+        assert r.status_code == 409
     [reinstated] = await _tenant_events(app, (REINSTATED,))
     assert reinstated.data["previous_reason"] == reason
 
@@ -172,9 +178,9 @@ async def test_complaints_suspend_and_the_reinstate_endpoint_needs_its_scope(
     url = f"/api/admin/tenants/{app.init.tenant_id}/reinstate"
     r = await client.post(url, headers=app.auth(weak))
     assert r.status_code == 403
-    assert r.json()["errors"][0]["message"] == "Missing required scope: relays.update"
-    r = await client.post("/api/admin/tenants/tnt_nope/reinstate", headers=app.auth(
-        await create_full_access_key(store, other.id, "ops")))  # fmt: skip
+    assert r.json()["errors"][0]["message"] == "Missing required scope: tenants.update"
+    async with signed_in(app) as operator:
+        r = await operator.post("/api/admin/tenants/tnt_nope/reinstate")
     assert r.status_code == 404
 
 

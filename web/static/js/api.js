@@ -179,3 +179,13 @@ document.addEventListener("change", (event) => {
 });
 
 if (matchMedia("(max-width: 760px)").matches) document.querySelector(".nav-toggle")?.removeAttribute("open");
+
+// <details data-load="/url">: the first time it opens, its <pre> gets the URL's text.
+document.addEventListener("toggle", async (event) => {
+  const details = event.target;
+  if (!(details instanceof HTMLDetailsElement) || !details.open || !details.dataset.load || details.dataset.loaded) return;
+  details.dataset.loaded = "1";
+  const pre = details.querySelector("pre");
+  const response = await fetch(details.dataset.load, { credentials: "same-origin" });
+  pre.textContent = await response.text();
+}, true);
