@@ -32,7 +32,7 @@ from appliance.domain.message_status import MessageStatus
 from tests.support.delivery import SENDER_DOMAIN, DeliverySetup, delivery_setup
 
 
-def _body(recipients: list[str]) -> dict[str, object]:
+def body(recipients: list[str]) -> dict[str, object]:
     return {
         "personalizations": [{"to": [{"email": r}]} for r in recipients],
         "from": {"email": f"bench@{SENDER_DOMAIN}"},
@@ -41,9 +41,39 @@ def _body(recipients: list[str]) -> dict[str, object]:
     }
 
 
-def _pct(values: list[float], p: float) -> float:
+def pct(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+async def send_singles(http: httpx.AsyncClient, messages: int, concurrency: int) -> list[float]:
+    """``messages`` single-recipient requests from ``concurrency`` clients; accept latencies."""
+    latencies: list[float] = []
+    counter = iter(range(messages))
+
+    async def worker() -> None:
+        for i in counter:
+            start = time.perf_counter()
+            r = await http.post("/v3/mail/send", json=body([f"s{i}@example.test"]))
+            latencies.append(time.perf_counter() - start)
+            assert r.status_code == 202, r.text
+
+    async with trio.open_nursery() as nursery:
+        for _ in range(concurrency):
+            nursery.start_soon(worker)
+    return latencies
+
+
+async def send_thousands(http: httpx.AsyncClient, messages: int) -> list[float]:
+    """``messages // 1000`` requests of 1,000 personalizations, one after the other."""
+    latencies: list[float] = []
+    for n in range(messages // 1000):
+        start = time.perf_counter()
+        recipients = [f"t{n}-{i}@example.test" for i in range(1000)]
+        r = await http.post("/v3/mail/send", json=body(recipients))
+        latencies.append(time.perf_counter() - start)
+        assert r.status_code == 202, r.text
+    return latencies
 
 
 async def _delivered(setup: DeliverySetup) -> int:
@@ -82,30 +112,10 @@ async def bench(
             ) as http:
 
                 async def singles() -> list[float]:
-                    latencies: list[float] = []
-                    counter = iter(range(messages))
-
-                    async def worker() -> None:
-                        for i in counter:
-                            start = time.perf_counter()
-                            r = await http.post("/v3/mail/send", json=_body([f"s{i}@example.test"]))
-                            latencies.append(time.perf_counter() - start)
-                            assert r.status_code == 202, r.text
-
-                    async with trio.open_nursery() as nursery:
-                        for _ in range(concurrency):
-                            nursery.start_soon(worker)
-                    return latencies
+                    return await send_singles(http, messages, concurrency)
 
                 async def thousands() -> list[float]:
-                    latencies: list[float] = []
-                    for n in range(messages // 1000):
-                        start = time.perf_counter()
-                        recipients = [f"t{n}-{i}@example.test" for i in range(1000)]
-                        r = await http.post("/v3/mail/send", json=_body(recipients))
-                        latencies.append(time.perf_counter() - start)
-                        assert r.status_code == 202, r.text
-                    return latencies
+                    return await send_thousands(http, messages)
 
                 single_time, single_lat = (
                     await _run(setup, messages, singles) if "single" in runs else (0.0, [])
@@ -126,7 +136,7 @@ async def bench(
         )
         print(
             f"{'  accept latency p50 / p99 (ms)':<44}"
-            f"{_pct(single_lat, 0.5) * 1000:.1f} / {_pct(single_lat, 0.99) * 1000:.1f}"
+            f"{pct(single_lat, 0.5) * 1000:.1f} / {pct(single_lat, 0.99) * 1000:.1f}"
         )
     if bulk_lat:
         print(
