@@ -395,3 +395,51 @@ async def test_a_matched_report_links_to_its_message(
     assert recorded.report.id not in (await owner.get("/admin/inbound?matched=false")).text
     detail = await owner.get(f"/admin/inbound/{recorded.report.id}")
     assert link in detail.text and "Hard bounce for gone@example.org" in text_of(detail)
+
+
+async def test_a_viewer_sees_no_buttons_and_the_api_refuses_them_anyway(
+    app: RunningAppliance,
+) -> None:
+    store, tenant = app.ctx.store, app.init.tenant_id
+    await store.users.create(
+        email="viewer@example.test",
+        role="viewer",
+        password_hash=PasswordHasher().hash(PASSWORD),
+        tenant_id=tenant,
+    )
+    await store.suppressions.add(tenant, "bounces", "jane@example.com", reason="x", status="5.1.1")
+    await store.suppressions.add(tenant, "unsubscribes", "out@example.com")
+    await store.relays.create(
+        name="smarthost",
+        host="relay.example.test",
+        port=25,
+        tls_mode="none",
+        verify_tls=True,
+        username=None,
+        password=None,
+        auth_mechanism=None,
+    )
+    await store.ip_pools.create(name="main", addresses=(), relay_id=None, warmup_started_at=None)
+    template = await store.templates.create(tenant, "Welcome", Generation.DYNAMIC)
+    await store.templates.add_version(tenant, template.id, VersionContent(name="v1"), active=True)
+    viewer = await sign_in(app, "viewer@example.test", PASSWORD)
+    try:
+        for path in (
+            "/admin/suppressions?list=bounces",
+            "/admin/suppressions?list=unsubscribes",
+            "/admin/delivery",
+            "/admin/templates",
+            f"/admin/templates/{template.id}",
+        ):
+            page = await viewer.get(path)
+            assert page.status_code == 200, path
+            assert "data-api=" not in page.text.replace(
+                f'data-api="POST /v3/templates/{template.id}/versions/', ""
+            ), path  # the preview (a read) is the only call left
+            assert "data-open=" not in page.text, path
+        assert 'id="export"' in (await viewer.get("/admin/suppressions")).text
+        refused = await viewer.delete("/v3/suppression/bounces/jane@example.com")
+        assert refused.status_code == 403 and "suppression.bounces.delete" in refused.text
+        assert (await viewer.post("/api/admin/relays/test", json={})).status_code == 403
+    finally:
+        await viewer.aclose()
