@@ -47,7 +47,8 @@ async def close_oidc_client() -> None:
 
 async def _failed(exc: OidcError) -> Response:
     log.warning("oidc login failed", extra={"reason": str(exc.reason), "error": exc.message})
-    text = f"Single sign-on failed: {exc.message}." + (f" {exc.hint}." if exc.hint else "")
+    hint = f" {exc.hint[:1].upper()}{exc.hint[1:]}." if exc.hint else ""
+    text = f"Single sign-on failed: {exc.message}.{hint}"
     response = await login_page(error=text, status=401)
     response.delete_cookie(PENDING_COOKIE, path="/admin/oidc/")
     return response
