@@ -1,4 +1,6 @@
 // The domain page: show each record's verification result in place, and the verdict.
+import { ApiError, showErrors } from "/admin/static/js/api.js";
+
 document.addEventListener("api:done", (event) => {
   if (event.target.id !== "verify") return;
   const result = event.detail;
@@ -22,4 +24,42 @@ document.addEventListener("api:done", (event) => {
   }
   const status = document.getElementById("domain-status");
   if (result.can_send) status.innerHTML = '<span class="badge ok">verified</span> Mail can be sent from this domain.';
+});
+
+// "Send a test message": a SendGrid v3 body through /v3/mail/send, then the message's page.
+
+const testForm = document.getElementById("test-send-form");
+testForm?.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const f = new FormData(testForm);
+  const body = {
+    personalizations: [{ to: [{ email: f.get("to") }] }],
+    from: { email: testForm.dataset.from },
+    subject: f.get("subject"),
+    content: [{ type: "text/plain", value: f.get("text") }],
+  };
+  const button = testForm.querySelector("[type=submit]");
+  button.disabled = true;
+  testForm.querySelectorAll(".field-error").forEach((e) => e.remove());
+  try {
+    const response = await fetch("/v3/mail/send", {
+      method: "POST", credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": document.querySelector('meta[name="csrf-token"]').content },
+      body: JSON.stringify(body),
+    });
+    if (!response.ok) {
+      const data = await response.json().catch(() => ({}));
+      throw new ApiError(response.status, data.errors ?? [{ message: `HTTP ${response.status}` }]);
+    }
+    location.assign(`/admin/messages?x_message_id=${encodeURIComponent(response.headers.get("X-Message-Id"))}`);
+  } catch (error) {
+    // The API names SendGrid's fields; show them at this form's fields.
+    for (const e of error.errors ?? []) {
+      if (e.field?.startsWith("personalizations")) e.field = "to";
+      else if (e.field?.startsWith("content")) e.field = "text";
+    }
+    showErrors(testForm, error);
+  } finally {
+    button.disabled = false;
+  }
 });
