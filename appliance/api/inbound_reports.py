@@ -7,10 +7,9 @@ is invisible. Who sees what:
   a key sees its tenant's reports: those matched to its messages and unmatched
   ones sent to its own bounce domains.
 - A report attributed to no tenant (sent to several tenants' bounce domains,
-  or to a domain deleted meanwhile) is visible to keys that also hold
-  ``relays.read``: relays, like the inbound server, are appliance-wide
-  operator settings, and that is the closest scope to "operator" until
-  operator roles exist.
+  or to a domain deleted meanwhile) may name any tenant's recipients, so only
+  an operator sees it: a person signed in to the admin UI whose role holds
+  ``tenants.read`` (owner, admin). No API key holds that permission.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ from appliance.store.inbound_reports import KINDS, InboundReport
 blueprint = Blueprint("inbound_reports", __name__, url_prefix="/api/admin/inbound_reports")
 
 SCOPE = "messages.read"
-OPERATOR_SCOPE = "relays.read"
+OPERATOR_SCOPE = "tenants.read"
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 

@@ -164,7 +164,15 @@ class SmtpServer:
         port: int,
         task_status: trio.TaskStatus[SmtpServer] = trio.TASK_STATUS_IGNORED,
     ) -> None:
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        try:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        except PermissionError as exc:
+            raise PermissionError(
+                exc.errno,
+                f"cannot listen on {host or '*'}:{port}: permission denied; ports below 1024 "
+                "need root or CAP_NET_BIND_SERVICE (assets/postyard.service grants it), or set "
+                "the listener to a higher port, e.g. POSTYARD_INBOUND_LISTEN=0.0.0.0:2525",
+            ) from exc
         self.bound = tuple(_address(listener.socket.getsockname()) for listener in listeners)
         async with trio.open_nursery() as nursery:
             await nursery.start(partial(trio.serve_listeners, self.handle_connection, listeners))
