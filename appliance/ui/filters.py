@@ -7,15 +7,15 @@ import datetime as dt
 from quart_trio import QuartTrio
 
 
-def format_datetime(value: float | None) -> str:
-    """A Unix time as UTC, to the second: ``2026-12-02 04:20:11 UTC``."""
-    if value is None:
+def format_datetime(value: object) -> str:
+    """A Unix time as UTC, to the second: ``2026-12-02 04:20:11 UTC`` ("" for no time)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
         return ""
     return dt.datetime.fromtimestamp(float(value), dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def format_size(value: int | None) -> str:
-    if value is None:
+def format_size(value: object) -> str:
+    if not isinstance(value, int | float) or isinstance(value, bool):
         return ""
     size = float(value)
     for unit in ("B", "KB", "MB"):
