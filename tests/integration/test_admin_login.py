@@ -229,3 +229,15 @@ async def test_the_event_stream_takes_the_session_only_from_the_ui_origin(
             ):
                 pass
     assert refused.value.status_code == 403
+
+
+async def test_admin_pages_forbid_framing_inline_scripts_and_caching(
+    app: RunningAppliance,
+) -> None:
+    async with _client(app) as browser:
+        r = await browser.get("/admin/login")
+    csp = r.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert r.headers["X-Frame-Options"] == "DENY"
+    assert r.headers["Cache-Control"] == "no-store"
+    assert "<script>" not in r.text  # nothing inline for the policy to block
