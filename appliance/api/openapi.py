@@ -53,6 +53,7 @@ _ERROR_TEXT = {
     503: "The appliance cannot take this now (queue full, store unavailable)",
     507: "The store is out of space",
 }
+ADMIN_UI_PREFIX = "/admin/"  # the admin UI's HTML pages and static files
 _EVERYWHERE = (400, 404, 503, 507)
 _WITH_KEY = (401, 403, 429)
 _WITH_BODY = (409, 413)
@@ -79,6 +80,8 @@ class PostyardOpenAPI(OpenAPIProvider):
         return document
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
+        if rule.rule.startswith(ADMIN_UI_PREFIX):  # browser pages, not API operations
+            return {}, {}
         paths, components = super().build_paths(rule)
         handler = self._app.view_functions[rule.endpoint]
         keyed = needs_key(handler)
