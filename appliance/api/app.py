@@ -45,7 +45,7 @@ from appliance.api.rate_limit import RateLimiter
 from appliance.context import AppContext
 from appliance.domain.ids import request_id as new_request_id
 from appliance.domain.send_request import MAX_REQUEST_BYTES
-from appliance.store.database import StoreFull
+from appliance.store.database import StoreError, StoreFull
 from appliance.ui.routes import install_ui
 from appliance.ui.web_root import web_root
 
@@ -164,6 +164,16 @@ def create_app(ctx: AppContext) -> QuartTrio:
         log.error("the store is full", extra={"error": str(exc)})
         help = "free space on the database volume, then retry: nothing of this request was kept"
         return error_response(507, [FieldError(str(exc), None, help)], {"Retry-After": "60"})
+
+    @app.errorhandler(StoreError)
+    async def on_store_error(exc: StoreError) -> Response:
+        # The database did not answer (restarting, unreachable, locked): a passing state.
+        log.error("the store is unavailable", extra={"error": str(exc)})
+        help = (
+            "retry in a few seconds; send an Idempotency-Key so that a retry of a request "
+            "that was in fact stored is not stored twice"
+        )
+        return error_response(503, [FieldError(str(exc), None, help)], {"Retry-After": "5"})
 
     @app.errorhandler(Exception)
     async def on_crash(exc: Exception) -> Response:

@@ -25,6 +25,7 @@ from appliance.api.errors import ApiError, FieldError
 from appliance.api.request_body import raw_body
 from appliance.auth import AuthFailure
 from appliance.domain.ids import new_id
+from appliance.domain.json_text import NOT_UNICODE, loads_utf8, lone_surrogate_field
 from appliance.domain.send_errors import SendValidationError
 from appliance.domain.send_request import MAX_REQUEST_BYTES
 from appliance.services.acceptance import (
@@ -66,9 +67,13 @@ _key_locks = _KeyLocks()
 async def _read_body() -> tuple[bytes, object]:
     raw = await raw_body(max_bytes=MAX_REQUEST_BYTES)
     try:
-        return raw, json.loads(raw)
+        body = loads_utf8(raw)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise ApiError(400, "Bad Request", None, None) from None
+    field = lone_surrogate_field(body)
+    if field is not None:
+        raise ApiError(400, NOT_UNICODE, field or None, None)
+    return raw, body
 
 
 def _request_hash(raw: bytes) -> str:
@@ -119,7 +124,7 @@ def _api_error(exc: AcceptanceError) -> Exception:
     if isinstance(exc, QueueFull):
         return ApiError(503, str(exc), None, None, headers={"Retry-After": "60"})
     if isinstance(exc, StoreUnavailable):
-        return exc.error  # answered 500 "internal server error" and logged, as before
+        return exc.error  # a StoreError: 503 with Retry-After (api/app.py), a bug: 500
     raise AssertionError(f"unmapped acceptance error {exc!r}")
 
 
