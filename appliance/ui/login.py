@@ -16,10 +16,10 @@ from typing import Any
 
 import pyotp
 import trio
-from quart import Blueprint, Response, g, redirect, request
+from quart import Blueprint, Response, current_app, g, redirect, request
 from werkzeug.wrappers import Response as WerkzeugResponse
 
-from appliance.admin_auth import SESSION_COOKIE, NewSession
+from appliance.admin_auth import SESSION_COOKIE, AdminSession, NewSession
 from appliance.api.rate_limit import RateLimiter
 from appliance.domain.passwords import hash_password, needs_rehash, verify_password
 from appliance.store.users import User
@@ -43,8 +43,6 @@ def _secure() -> bool:
 
 
 def _limiter() -> RateLimiter:
-    from quart import current_app
-
     limiter: RateLimiter | None = current_app.extensions.get("postyard.login_limiter")
     if limiter is None:
         limiter = RateLimiter(limit=ctx().config.admin_login_rate_limit, window=60.0)
@@ -183,7 +181,7 @@ def totp_matches(encrypted_secret: str, code: str) -> bool:
     return pyotp.TOTP(secret).verify(code.replace(" ", ""), valid_window=1)
 
 
-async def _pending() -> Any:
+async def _pending() -> AdminSession | None:
     return await ctx().sessions.open(request.cookies.get(SESSION_COOKIE), allow_mfa_pending=True)
 
 
