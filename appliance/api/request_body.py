@@ -14,6 +14,7 @@ from quart_schema import document_request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from appliance.api.errors import ApiError, FieldError, bad_request
+from appliance.domain.json_text import NOT_UNICODE, loads_utf8, lone_surrogate_field
 
 DRAIN_SECONDS = 30.0
 
@@ -56,7 +57,7 @@ async def json_object(*, max_bytes: int = 1_000_000, required: bool = True) -> d
             raise bad_request("request body is required: send a JSON object", None)
         return {}
     try:
-        body = json.loads(raw)
+        body = loads_utf8(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise bad_request(
             f"Bad Request: the body is not valid JSON ({exc})",
@@ -65,6 +66,9 @@ async def json_object(*, max_bytes: int = 1_000_000, required: bool = True) -> d
         ) from None
     if not isinstance(body, dict):
         raise bad_request("Bad Request: the body must be a JSON object", None)
+    field = lone_surrogate_field(body)
+    if field is not None:
+        raise bad_request(NOT_UNICODE, field or None)
     return body
 
 

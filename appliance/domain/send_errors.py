@@ -84,6 +84,12 @@ PERSONALIZATION_HEADER_NOT_STRING = "All values of the headers object must be st
 PERSONALIZATION_HEADER_KEY = "Header keys cannot contain non-ASCII characters or empty spaces."
 PERSONALIZATION_HEADER_RESERVED = "Header cannot be one of the reserved keys."
 
+# CR, LF or NUL in a value that becomes a header (GUESS: SendGrid publishes no wording;
+# these follow the attachment filename rule). They would start a new header line.
+NAME_LINE_BREAK = "The {role} name cannot contain CRLF or NUL characters."
+SUBJECT_LINE_BREAK = "The subject of your email cannot contain CRLF or NUL characters."
+HEADER_VALUE_LINE_BREAK = "Header values cannot contain CRLF or NUL characters."
+
 # from / reply_to
 FROM_REQUIRED = (  # real response, compat §1 (note SendGrid's double spaces)
     "The from object must be provided for every email send. It is an object that requires "
@@ -309,6 +315,11 @@ def json_string(value: object) -> str | None:
     if not isinstance(value, str):
         raise BadShapeError
     return value
+
+
+def breaks_header_line(value: str) -> bool:
+    """True when ``value`` holds CR, LF or NUL: in a header it would start a new line."""
+    return "\r" in value or "\n" in value or "\0" in value
 
 
 def shown(value: object) -> str:

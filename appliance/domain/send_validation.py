@@ -26,6 +26,7 @@ from appliance.domain.send_errors import (
     BadShapeError,
     FieldError,
     SendValidationError,
+    breaks_header_line,
     json_array,
     json_object,
     json_string,
@@ -79,6 +80,7 @@ class _AddressRole:
     missing: str
     invalid: str
     too_long: str
+    role: str  # as the name's line-break message says it
 
 
 _ROLES = {
@@ -87,33 +89,42 @@ _ROLES = {
         m.TO_EMAIL_REQUIRED,
         m.RECIPIENT_INVALID,
         m.EMAIL_TOO_LONG.format(label="To"),
+        "to",
     ),
     "cc": _AddressRole(
         "message.personalizations.cc",
         m.CC_EMAIL_REQUIRED,
         m.RECIPIENT_INVALID,
         m.EMAIL_TOO_LONG.format(label="CC"),
+        "cc",
     ),
     "bcc": _AddressRole(
         "message.personalizations.bcc",
         m.BCC_EMAIL_REQUIRED,
         m.RECIPIENT_INVALID,
         m.EMAIL_TOO_LONG.format(label="BCC"),
+        "bcc",
     ),
     "from": _AddressRole(
-        "message.from", m.FROM_REQUIRED, m.FROM_INVALID, m.EMAIL_TOO_LONG.format(label="From")
+        "message.from",
+        m.FROM_REQUIRED,
+        m.FROM_INVALID,
+        m.EMAIL_TOO_LONG.format(label="From"),
+        "from",
     ),
     "reply_to": _AddressRole(
         "message.reply_to",
         m.REPLY_TO_EMAIL_REQUIRED,
         m.REPLY_TO_INVALID,
         m.EMAIL_TOO_LONG.format(label="Reply-To"),
+        "reply_to",
     ),
     "reply_to_list": _AddressRole(
         "message.reply_to_list",
         m.REPLY_TO_LIST_EMAIL_REQUIRED,
         m.REPLY_TO_LIST_INVALID,
         m.REPLY_TO_LIST_TOO_LONG,
+        "reply_to_list",
     ),
 }
 
@@ -210,6 +221,9 @@ class _Checker(SettingsChecker, ContentChecker):
             too_long = exc.problem is AddressProblem.TOO_LONG
             self.error(role.too_long if too_long else role.invalid, f"{path}.email", role.anchor)
             return None
+        if name and breaks_header_line(name):
+            self.error(m.NAME_LINE_BREAK.format(role=role.role), f"{path}.name", role.anchor)
+            return None
         return EmailAddress(str(address), name or None)
 
     def from_address(self, raw: object) -> EmailAddress | None:
@@ -278,6 +292,9 @@ class _Checker(SettingsChecker, ContentChecker):
         subject = json_string(item.get("subject"))
         if subject == "":
             self.error(m.SUBJECT_EMPTY, f"{path}.subject", "message.personalizations.subject")
+        elif subject is not None and breaks_header_line(subject):
+            anchor = "message.personalizations.subject"
+            self.error(m.SUBJECT_LINE_BREAK, f"{path}.subject", anchor)
         headers = self.headers(item.get("headers"), f"{path}.headers", _PERSONALIZATION_HEADERS)
         substitutions = self.substitutions(item.get("substitutions"), path, dynamic)
         dynamic_template_data = json_object(item.get("dynamic_template_data"))
@@ -347,6 +364,8 @@ class _Checker(SettingsChecker, ContentChecker):
         subject = json_string(body.get("subject"))
         if subject == "":
             self.error(m.SUBJECT_EMPTY, "subject", "message.subject")
+        elif subject is not None and breaks_header_line(subject):
+            self.error(m.SUBJECT_LINE_BREAK, "subject", "message.subject")
         elif (
             subject is None
             and template_id is None
@@ -386,6 +405,9 @@ class _Checker(SettingsChecker, ContentChecker):
             self.error(rules.bad_key, field, rules.anchor)
         if any(k.lower() in RESERVED_HEADERS for k in headers):
             self.error(rules.reserved, field, rules.anchor)
+        for key, value in headers.items():
+            if isinstance(value, str) and breaks_header_line(value):
+                self.error(m.HEADER_VALUE_LINE_BREAK, f"{field}.{key}", rules.anchor)
         if len(self.errors) > errors_before:
             return EMPTY_STR_MAP
         return MappingProxyType({k: str(v) for k, v in headers.items()})

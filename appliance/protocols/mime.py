@@ -126,12 +126,12 @@ class MessageSpec:
 def build_message(spec: MessageSpec) -> bytes:
     """The complete message, ready for DKIM signing and SMTP ``DATA``."""
     msg = EmailMessage(policy=_POLICY)
-    msg["From"] = _mailbox(spec.from_, "From")
-    msg["To"] = [_mailbox(m, "To") for m in spec.to]
+    _address_header(msg, "From", (spec.from_,))
+    _address_header(msg, "To", spec.to)
     if spec.cc:
-        msg["Cc"] = [_mailbox(m, "Cc") for m in spec.cc]
+        _address_header(msg, "Cc", spec.cc)
     if spec.reply_to:
-        msg["Reply-To"] = [_mailbox(m, "Reply-To") for m in spec.reply_to]
+        _address_header(msg, "Reply-To", spec.reply_to)
     for name, value in _unstructured_headers(spec):
         msg.set_raw(name, _fold(name, value))
     body = _body(spec)
@@ -227,6 +227,22 @@ def _mailbox(mailbox: Mailbox, header: str) -> Address:
     return Address(display_name=name, username=local, domain=_ascii_domain(domain, header))
 
 
+def _address_header(msg: EmailMessage, header: str, mailboxes: tuple[Mailbox, ...]) -> None:
+    addresses = [_mailbox(m, header) for m in mailboxes]
+    if not any("=?" in a.display_name for a in addresses):
+        msg[header] = addresses
+        return
+    # The stdlib decodes anything that looks like an encoded word, even in a
+    # quoted string, so a name that contains "=?" is written as encoded words
+    # (which decode back to exactly that text) and the header set as is.
+    mailbox_texts = [
+        f"{_encoded_words(header, a.display_name)} <{a.addr_spec}>" if a.display_name
+        else a.addr_spec
+        for a in addresses
+    ]  # fmt: skip
+    msg.set_raw(header, ",\r\n ".join(mailbox_texts))
+
+
 def _list_unsubscribe(spec: MessageSpec) -> str:
     uris: list[str] = []
     for url in spec.list_unsubscribe_urls:
@@ -252,11 +268,16 @@ def _uri(uri: str) -> str:
 def _fold(name: str, value: str) -> str:
     """Fold an unstructured value; RFC 2047 words when it is not plain ASCII."""
     if _PLAIN_TEXT.fullmatch(value) and "=?" not in value:
-        return _fold_ascii(name, value)
+        folded = _fold_ascii(name, value)
+        if folded is not None:
+            return folded
+    # Non-ASCII, or a word too long for any line (a token, a URL): encoded words
+    # can be split anywhere and decoders join adjacent ones without a space.
     return _encoded_words(name, value)
 
 
-def _fold_ascii(name: str, value: str) -> str:
+def _fold_ascii(name: str, value: str) -> str | None:
+    """Folded at white space; None when one word does not fit on a line of MAX_LINE."""
     pieces = re.findall(r"[ \t]*[^ \t]+", value)  # each word with the white space before it
     lines = [f"{name}: {pieces[0] if pieces else ''}"]
     for piece in pieces[1:]:
@@ -264,11 +285,8 @@ def _fold_ascii(name: str, value: str) -> str:
             lines.append(piece)  # the fold goes before the white space: unfolding restores it
         else:
             lines[-1] += piece
-    for line in lines:
-        if len(line) > MAX_LINE:
-            raise ValueError(
-                f"header {name!r} has a word too long for one line ({len(line)} > {MAX_LINE})"
-            )
+    if any(len(line) > MAX_LINE for line in lines):
+        return None
     return "\r\n".join(lines)[len(name) + 2 :]
 
 
@@ -324,8 +342,10 @@ def _body(spec: MessageSpec) -> MIMEPart:
 def _text_part(text: str, subtype: str) -> MIMEPart:
     part = MIMEPart(policy=_POLICY)
     # cte=None lets the stdlib choose: 7bit for short ASCII lines, else the
-    # shorter of quoted-printable and base64.
-    part.set_content(text, subtype=subtype, charset="utf-8")
+    # shorter of quoted-printable and base64. It would write a NUL as is under
+    # "7bit", which RFC 2045 §2.7 forbids (and SMTP servers refuse): "=00".
+    cte = "quoted-printable" if "\0" in text else None
+    part.set_content(text, subtype=subtype, charset="utf-8", cte=cte)
     return part
 
 
