@@ -199,7 +199,7 @@ def _print(
     for who, result in checks.items():
         print(f"{'DKIM of a ' + who + ' message':<40}{result}")
     print()
-    print(f"{'run':<40}{'msg/s':>8}{'seconds':>9}{'accept p50/p99 ms':>20}{'x Postfix':>11}")
+    print(f"{'run':<40}{'msg/s':>8}{'seconds':>9}{'accept p50/p99 ms':>24}{'x Postfix':>11}")
     table = ([postfix] if postfix else []) + runs
     for run in table:
         if run.latencies and len(run.latencies) >= 20:
@@ -211,7 +211,7 @@ def _print(
         else:
             latency = f"(injected in {run.injected:.1f} s)"
         ratio = f"{run.rate / postfix.rate:.2f}" if postfix else "-"
-        print(f"{run.name:<40}{run.rate:>8,.0f}{run.seconds:>9.1f}{latency:>20}{ratio:>11}")
+        print(f"{run.name:<40}{run.rate:>8,.0f}{run.seconds:>9.1f}{latency:>24}{ratio:>11}")
 
 
 def main() -> None:
