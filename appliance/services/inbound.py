@@ -110,13 +110,23 @@ def rcpt_refusal(
     routes: Mapping[str, ForwardingRoute] = NO_ROUTES,
 ) -> Reply | None:
     """None when ``address`` is at one of our bounce domains or at a sending domain
-    that forwards its mail; else the 550 5.7.1 refusal."""
+    that forwards its mail; else the 550 5.7.1 refusal. A local part that routes
+    on (``user%other@``, ``other!user@``, ``"user@other"@``) is refused even at our
+    domains: no address we hand out has one, and relays in the wild honour them."""
+    if _routes_on(address):
+        return relay_denied(address)
     if "@" in address and bounce_domain_of(address) in bounce_domains:
         return None
     route = forwarding_route(address, routes)
     if route is None:
         return relay_denied(address)
     return route_refusal(address, route)
+
+
+def _routes_on(address: str) -> bool:
+    """True for the percent hack, bang paths and quoted local parts holding an ``@``."""
+    local = address.rpartition("@")[0]
+    return any(c in local for c in "%!@")
 
 
 def envelope_tenant(recipients: Collection[str], bounce_domains: Mapping[str, str]) -> str | None:
