@@ -75,6 +75,16 @@ async def _check_role(name: str) -> None:
         raise ApiError(403, str(exc), exc.field, None) from None
 
 
+async def _check_can_manage(user: User) -> None:
+    """Nobody changes or deletes someone whose role grants more than they hold."""
+    role = await app_ctx().store.roles.get(user.role)
+    if role is not None:
+        try:
+            check_assignable(role.permissions, held=principal().scopes, role=user.role)
+        except RoleRuleError as exc:
+            raise ApiError(403, str(exc), "role", None) from None
+
+
 async def _check_tenant(tenant_id: str | None) -> None:
     if tenant_id is not None and await app_ctx().store.tenants.get(tenant_id) is None:
         raise bad_request(f"there is no tenant {tenant_id!r}", "tenant_id")
@@ -143,12 +153,7 @@ async def update_user(user_id: str, data: UpdateUser) -> dict[str, Any]:
             None,
             "ask another owner or admin",
         )
-    current_role = await store.roles.get(user.role)
-    if current_role is not None:  # nobody edits someone who holds more than they do
-        try:
-            check_assignable(current_role.permissions, held=principal().scopes, role=user.role)
-        except RoleRuleError as exc:
-            raise ApiError(403, str(exc), "role", None) from None
+    await _check_can_manage(user)
     values: dict[str, Any] = {}
     if data.name is not None:
         values["name"] = data.name
@@ -186,11 +191,6 @@ async def delete_user(user_id: str) -> tuple[str, int]:
     user = await store.users.get(user_id)
     if user is None:
         raise _not_found(user_id)
-    role = await store.roles.get(user.role)
-    if role is not None:
-        try:
-            check_assignable(role.permissions, held=principal().scopes, role=user.role)
-        except RoleRuleError as exc:
-            raise ApiError(403, str(exc), "role", None) from None
+    await _check_can_manage(user)
     await store.users.delete(user_id)
     return "", 204
