@@ -176,6 +176,14 @@ class Config:
     api_key_cache_ttl: float = _key(
         5 * SECONDS, "How long a verified API key is trusted before re-reading it.", unit="s"
     )
+    sending_rules_cache_ttl: float = _key(
+        5 * SECONDS,
+        "How long mail/send and submission trust a tenant's status and a sending domain's "
+        "verified/active state before re-reading them. A change made on this node applies at "
+        "once; a change made on another node sharing the database applies within this delay. "
+        "0 = read them for every request.",
+        unit="s",
+    )
     db_pool_size: int = _key(8, "Database connections for readers (and writers on PostgreSQL).")
     submission_allow_plain_auth: bool = _key(
         False,

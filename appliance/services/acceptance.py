@@ -8,6 +8,12 @@ one message per (personalization, recipient) is planned (``domain.acceptance``:
 suppressed recipients dropped) and written with its first event in one
 transaction, and the delivery engine is woken.
 
+The tenant's status and the sending domains are read by every request and
+change rarely: :class:`SendingRulesCache` keeps them for
+``sending_rules_cache_ttl`` seconds (5 s). A write to tenants or domains made
+in this process (API, reputation guard) makes every entry stale at once; one
+made on another node applies there within the TTL.
+
 A step that refuses raises an :class:`AcceptanceError` subclass (or the
 :class:`SendValidationError` of the body rules); each front door words it its
 own way: the HTTP API in SendGrid's JSON errors, submission as SMTP replies.
@@ -17,9 +23,10 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from appliance.auth import AuthFailure
 from appliance.context import AppContext
@@ -31,6 +38,7 @@ from appliance.domain.warmup import WarmupSchedule, utc_day
 from appliance.store.database import StoreError
 from appliance.store.domains import Domain
 from appliance.store.messages import first_category
+from appliance.store.tenants import Tenant
 
 log = logging.getLogger("appliance.acceptance")
 
@@ -42,6 +50,10 @@ BATCH_ID_HELP: Final = (
 )
 QUEUE_RECOUNT_SECONDS: Final = 5.0
 QUEUE_RECOUNT_FRACTION: Final = 0.9  # recount at once when the estimate passes this share
+RULES_CACHE_ENTRIES: Final = 10_000  # past this, the cache starts over (tenants × domains)
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 async def sending_domain(ctx: AppContext, tenant_id: str, name: str) -> Domain | None:
@@ -55,6 +67,55 @@ async def sending_domain(ctx: AppContext, tenant_id: str, name: str) -> Domain |
     return await ctx.store.domains.sending_domain(
         tenant_id, name, verified_only=not ctx.config.capture_mode
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry(Generic[V]):
+    value: V
+    version: int  # store.sending_rule_changes when the read began
+    expires: float  # time.monotonic()
+
+
+class SendingRulesCache:
+    """The tenant and its sending domains as acceptance reads them, per node, for ``ttl`` s.
+
+    An entry is used only while it is younger than ``ttl`` and no write to tenants or
+    domains happened in this process since its read began, so a tenant suspended or a
+    domain deactivated here is refused by the next request; ``ttl=0`` reads every time.
+    """
+
+    def __init__(self, ctx: AppContext, *, ttl: float) -> None:
+        self._ctx = ctx
+        self._ttl = ttl
+        self._tenants: dict[str, _Entry[Tenant | None]] = {}
+        self._domains: dict[tuple[str, str], _Entry[Domain | None]] = {}
+
+    async def tenant(self, tenant_id: str) -> Tenant | None:
+        return await self._lookup(
+            self._tenants, tenant_id, lambda: self._ctx.store.tenants.get(tenant_id)
+        )
+
+    async def sending_domain(self, tenant_id: str, name: str) -> Domain | None:
+        """:func:`sending_domain`, cached."""
+        return await self._lookup(
+            self._domains, (tenant_id, name), lambda: sending_domain(self._ctx, tenant_id, name)
+        )
+
+    async def _lookup(
+        self, table: dict[K, _Entry[V]], key: K, read: Callable[[], Awaitable[V]]
+    ) -> V:
+        changes = self._ctx.store.sending_rule_changes
+        entry = table.get(key)
+        fresh = entry is not None and entry.version == changes.value
+        if entry is not None and fresh and entry.expires > time.monotonic():
+            return entry.value
+        version = changes.value
+        value = await read()
+        if self._ttl > 0:
+            if len(table) >= RULES_CACHE_ENTRIES:
+                table.clear()
+            table[key] = _Entry(value, version, time.monotonic() + self._ttl)
+        return value
 
 
 class AcceptanceError(Exception):
@@ -126,7 +187,12 @@ class Accepted:
 
 
 async def check_sending_limits(
-    ctx: AppContext, tenant_id: str, mail: SendRequest, *, now: float
+    ctx: AppContext,
+    tenant_id: str,
+    mail: SendRequest,
+    *,
+    now: float,
+    domains: Mapping[str, Domain] | None = None,
 ) -> None:
     """Warm-up caps at acceptance (SPEC: over the cap the API answers 429, SMTP 451 4.7.1).
 
@@ -134,6 +200,7 @@ async def check_sending_limits(
     (``domain.warmup``); once today's count of sent messages has reached it,
     new requests are refused until the next UTC day. Messages accepted before
     the cap was reached are held back at delivery (``services.warmup_gate``).
+    ``domains``: sender domains already read (name → row); the others are read here.
     """
     del tenant_id
     schedule = WarmupSchedule()
@@ -142,7 +209,8 @@ async def check_sending_limits(
     for name in {
         mail.from_for(i).email.rpartition("@")[2].lower() for i in range(len(mail.personalizations))
     }:
-        domain = await ctx.store.domains.get_by_name(name)
+        known = domains.get(name) if domains is not None else None
+        domain = known if known is not None else await ctx.store.domains.get_by_name(name)
         if domain is not None and domain.warmup_started_at is not None:
             scopes[f"domain:{name}"] = domain.warmup_started_at
     if mail.ip_pool_name:
@@ -203,6 +271,7 @@ class MailAcceptance:
     def __init__(self, ctx: AppContext) -> None:
         self._ctx = ctx
         self._queue = _QueueGauge(ctx.config.max_queued_messages)
+        self._rules = SendingRulesCache(ctx, ttl=ctx.config.sending_rules_cache_ttl)
 
     async def accept(
         self,
@@ -231,12 +300,12 @@ class MailAcceptance:
         ctx = self._ctx
         await self._check_tenant(tenant_id)
         mail = parse_send_request(body, now=datetime.fromtimestamp(now, UTC))
-        await self._check_sender_domains(tenant_id, mail)
+        senders = await self._check_sender_domains(tenant_id, mail)
         await self._check_references(tenant_id, mail)
         request_id = request_id or new_id("req", now=now)
         if mail.is_sandbox:
             return Accepted(request_id, 0, 0, sandbox=True)
-        await check_sending_limits(ctx, tenant_id, mail, now=now)
+        await check_sending_limits(ctx, tenant_id, mail, now=now, domains=senders)
         await self._queue.check(ctx)
 
         keys = {suppression_key(r.address.email) for r in mail.recipients()}
@@ -267,18 +336,25 @@ class MailAcceptance:
         return Accepted(request_id, len(plan.messages), plan.dropped)
 
     async def _check_tenant(self, tenant_id: str) -> None:
-        tenant = await self._ctx.store.tenants.get(tenant_id)
+        tenant = await self._rules.tenant(tenant_id)
         if tenant is None or not tenant.is_active:
             raise TenantSuspended(tenant.suspended_reason if tenant else "account deleted")
 
-    async def _check_sender_domains(self, tenant_id: str, mail: SendRequest) -> None:
+    async def _check_sender_domains(self, tenant_id: str, mail: SendRequest) -> dict[str, Domain]:
+        """Every sender domain may send; returns them by name."""
         senders = {mail.from_address.email} | {
             mail.from_for(i).email for i in range(len(mail.personalizations))
         }
+        found: dict[str, Domain] = {}
         for email in sorted(senders):
-            domain = email.rpartition("@")[2].lower()
-            if await sending_domain(self._ctx, tenant_id, domain) is None:
-                raise SenderDomainNotVerified(domain)
+            name = email.rpartition("@")[2].lower()
+            if name in found:
+                continue
+            domain = await self._rules.sending_domain(tenant_id, name)
+            if domain is None:
+                raise SenderDomainNotVerified(name)
+            found[name] = domain
+        return found
 
     async def _check_references(self, tenant_id: str, mail: SendRequest) -> None:
         store = self._ctx.store

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from appliance.domain.dkim_keys import DkimAlgorithm
 from appliance.domain.ids import new_id
 from appliance.domain.secret_box import SecretBox
+from appliance.store.changes import ChangeCounter
 from appliance.store.database import Database
 from appliance.store.schema import domains
 
@@ -165,8 +166,9 @@ def _select_one(c: sa.Connection, tenant_id: str, domain_id: str) -> Domain | No
 
 
 class Domains:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, changes: ChangeCounter | None = None) -> None:
         self._db = db
+        self._changes = changes or ChangeCounter()
 
     async def create(
         self,
@@ -224,7 +226,7 @@ class Domains:
                 raise
             return domain
 
-        return await self._db.write(fn)
+        return await self._changes.write(self._db, fn)
 
     async def get(self, tenant_id: str, domain_id: str) -> Domain | None:
         return await self._db.read(lambda c: _select_one(c, tenant_id, domain_id))
@@ -315,7 +317,7 @@ class Domains:
             )
             return _select_one(c, tenant_id, domain_id)
 
-        return await self._db.write(fn)
+        return await self._changes.write(self._db, fn)
 
     async def set_warmup(
         self, tenant_id: str, domain_id: str, started_at: float | None
@@ -338,7 +340,7 @@ class Domains:
             )
             return _select_one(c, tenant_id, domain_id)
 
-        return await self._db.write(fn)
+        return await self._changes.write(self._db, fn)
 
     async def record_check(
         self,
@@ -384,7 +386,7 @@ class Domains:
             )
             return _select_one(c, tenant_id, domain_id)
 
-        return await self._db.write(fn)
+        return await self._changes.write(self._db, fn)
 
     async def stage_dkim(self, tenant_id: str, domain_id: str, key: StoredDkimKey) -> Domain | None:
         """Stage ``key`` as the pending key (replacing any earlier pending one)."""
@@ -403,7 +405,7 @@ class Domains:
             )
             return _select_one(c, tenant_id, domain_id)
 
-        return await self._db.write(fn)
+        return await self._changes.write(self._db, fn)
 
     async def promote_dkim(self, tenant_id: str, domain_id: str) -> Domain | None:
         """Make the pending key the current one now (no-op without a pending key)."""
@@ -419,7 +421,7 @@ class Domains:
             )
             return _select_one(c, tenant_id, domain_id)
 
-        return await self._db.write(fn)
+        return await self._changes.write(self._db, fn)
 
     async def delete(self, tenant_id: str, domain_id: str) -> bool:
         def fn(c: sa.Connection) -> bool:
@@ -428,7 +430,7 @@ class Domains:
             )
             return result.rowcount == 1
 
-        return await self._db.write(fn)
+        return await self._changes.write(self._db, fn)
 
 
 def _promote(pending: StoredDkimKey) -> dict[str, object]:

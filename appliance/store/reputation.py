@@ -35,6 +35,7 @@ from appliance.domain.reputation import (
     domain_of,
     judge,
 )
+from appliance.store.changes import ChangeCounter
 from appliance.store.database import Database
 from appliance.store.event_log import append_events
 from appliance.store.messages import event_row
@@ -57,8 +58,9 @@ class TenantCheck:
 
 
 class Reputation:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, changes: ChangeCounter | None = None) -> None:
         self._db = db
+        self._changes = changes or ChangeCounter()
 
     async def check(self, thresholds: Thresholds, *, now: float) -> list[TenantCheck]:
         """Judge every tenant that delivered or bounced mail in the longest window."""
@@ -78,8 +80,8 @@ class Reputation:
         quiet = [t for t in await self._db.read(_with_open_episodes) if t not in active]
         results = []
         for tenant_id in [*active, *quiet]:
-            result = await self._db.write(
-                partial(_check, tenant_id=tenant_id, thresholds=thresholds, now=now)
+            result = await self._changes.write(
+                self._db, partial(_check, tenant_id=tenant_id, thresholds=thresholds, now=now)
             )
             if result is not None:
                 results.append(result)
@@ -107,7 +109,7 @@ class Reputation:
             append_events(c, [event_row(tenant_id, None, REINSTATED, None, data, now)])
             return True
 
-        return await self._db.write(fn)
+        return await self._changes.write(self._db, fn)
 
 
 def _check(

@@ -10,6 +10,7 @@ from appliance.store.api_keys import ApiKeys
 from appliance.store.asm_groups import AsmGroups
 from appliance.store.batches import Batches
 from appliance.store.captures import Captures
+from appliance.store.changes import ChangeCounter
 from appliance.store.database import Database
 from appliance.store.domains import Domains
 from appliance.store.event_ingest import EventIngestion
@@ -34,7 +35,9 @@ from appliance.store.webhooks import Webhooks
 class Store:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self.tenants = Tenants(db)
+        # Bumped by every write to tenants or domains in this process (caches of the send rules).
+        self.sending_rule_changes = ChangeCounter()
+        self.tenants = Tenants(db, self.sending_rule_changes)
         self.users = Users(db)
         self.roles = Roles(db)
         self.admin_sessions = AdminSessions(db)
@@ -43,7 +46,7 @@ class Store:
         self.suppressions = Suppressions(db)
         self.idempotency = IdempotencyKeys(db)
         self.batches = Batches(db)
-        self.domains = Domains(db)
+        self.domains = Domains(db, self.sending_rule_changes)
         self.templates = Templates(db)
         self.inbound_reports = InboundReports(db)
         self.relays = Relays(db)
@@ -51,7 +54,7 @@ class Store:
         self.queue = DeliveryQueue(db)
         self.send_counters = SendCounters(db)
         self.event_ingestion = EventIngestion(db)
-        self.reputation = Reputation(db)
+        self.reputation = Reputation(db, self.sending_rule_changes)
         self.webhooks = Webhooks(db)
         self.asm_groups = AsmGroups(db)
         self.tracking = Tracking(db)

@@ -9,6 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from appliance.domain.ids import new_id
+from appliance.store.changes import ChangeCounter
 from appliance.store.database import Database
 from appliance.store.schema import tenants
 
@@ -31,17 +32,19 @@ def _tenant(row: Any) -> Tenant:
 
 
 class Tenants:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, changes: ChangeCounter | None = None) -> None:
         self._db = db
+        self._changes = changes or ChangeCounter()
 
     async def create(self, name: str) -> Tenant:
         tenant = Tenant(new_id("tnt"), name, "active", None, time.time())
-        await self._db.write(
+        await self._changes.write(
+            self._db,
             lambda c: c.execute(
                 tenants.insert().values(
                     id=tenant.id, name=tenant.name, status="active", created_at=tenant.created_at
                 )
-            )
+            ),
         )
         return tenant
 
@@ -66,8 +69,11 @@ class Tenants:
         return await self._db.read(fn)
 
     async def rename(self, tenant_id: str, name: str) -> bool:
-        result = await self._db.write(
-            lambda c: c.execute(tenants.update().where(tenants.c.id == tenant_id).values(name=name))
+        result = await self._changes.write(
+            self._db,
+            lambda c: c.execute(
+                tenants.update().where(tenants.c.id == tenant_id).values(name=name)
+            ),
         )
         return bool(result.rowcount == 1)
 
@@ -83,4 +89,4 @@ class Tenants:
             )
             return result.rowcount == 1
 
-        return await self._db.write(fn)
+        return await self._changes.write(self._db, fn)
