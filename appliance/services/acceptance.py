@@ -6,7 +6,8 @@ domain is verified (:func:`sending_domain`; not needed in capture mode),
 template and batch exist, sending limits allow it, the queue has room; then
 one message per (personalization, recipient) is planned (``domain.acceptance``:
 suppressed recipients dropped) and written with its first event in one
-transaction, and the delivery engine is woken.
+transaction (shared with the requests accepted at the same moment:
+``services.accept_batch``), and the delivery engine is woken.
 
 The tenant's status and the sending domains are read by every request and
 change rarely: :class:`SendingRulesCache` keeps them for
@@ -35,9 +36,10 @@ from appliance.domain.ids import new_id
 from appliance.domain.send_request import SendRequest, TemplateKind
 from appliance.domain.send_validation import parse_send_request
 from appliance.domain.warmup import WarmupSchedule, utc_day
+from appliance.services.accept_batch import AcceptBatcher
 from appliance.store.database import StoreError
 from appliance.store.domains import Domain
-from appliance.store.messages import first_category
+from appliance.store.messages import AcceptWrite, first_category
 from appliance.store.tenants import Tenant
 
 log = logging.getLogger("appliance.acceptance")
@@ -272,6 +274,7 @@ class MailAcceptance:
         self._ctx = ctx
         self._queue = _QueueGauge(ctx.config.max_queued_messages)
         self._rules = SendingRulesCache(ctx, ttl=ctx.config.sending_rules_cache_ttl)
+        self._writes = AcceptBatcher(ctx.store.messages)  # group commit of concurrent requests
 
     async def accept(
         self,
@@ -315,14 +318,9 @@ class MailAcceptance:
             for key in in_group:
                 suppressed[key] = suppressed.get(key, frozenset()) | {GROUP_UNSUBSCRIBES}
         plan = plan_acceptance(mail, request_id=request_id, suppressed=suppressed, now=now)
-        await ctx.store.messages.accept(
-            tenant_id=tenant_id,
-            plan=plan,
-            payload=payload,
-            category=first_category(mail.categories),
-            batch_id=mail.batch_id,
-            now=now,
-        )
+        category = first_category(mail.categories)
+        write = AcceptWrite(tenant_id, plan, payload, category, mail.batch_id, now)
+        await self._writes.write(write)
         self._queue.added(len(plan.messages) - plan.dropped)
         ctx.wake_delivery()
         log.info(

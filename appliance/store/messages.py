@@ -30,6 +30,62 @@ from appliance.store.schema import events, messages, send_requests
 
 
 @dataclass(frozen=True, slots=True)
+class AcceptWrite:
+    """One accepted request as :meth:`Messages.accept_many` writes it."""
+
+    tenant_id: str
+    plan: AcceptancePlan
+    payload: bytes  # the request's JSON text, stored compressed
+    category: str | None
+    batch_id: str | None
+    now: float
+
+
+def _accept_rows(
+    w: AcceptWrite,
+    request_rows: list[dict[str, Any]],
+    message_rows: list[dict[str, Any]],
+    event_rows: list[dict[str, Any]],
+) -> None:
+    plan, tenant_id, now = w.plan, w.tenant_id, w.now
+    request_rows.append(
+        {
+            "id": plan.request_id,
+            "tenant_id": tenant_id,
+            "payload": zlib.compress(w.payload, 6),
+            "message_count": len(plan.messages),
+            "created_at": now,
+        }
+    )
+    message_rows.extend(
+        {
+            "id": m.id,
+            "tenant_id": tenant_id,
+            "request_id": plan.request_id,
+            "personalization": m.personalization,
+            "recipient": m.recipient,
+            "recipient_domain": recipient_domain(m.recipient),
+            "from_email": m.from_email,
+            "subject": m.subject,
+            "category": w.category,
+            "batch_id": w.batch_id,
+            "status": m.status.value,
+            "due_at": m.due_at,
+            "attempts": 0,
+            "error_message": m.error_message,
+            "sandbox": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for m in plan.messages
+    )
+    event_rows.extend(
+        event_row(tenant_id, e.message_id, e.event_type, e.recipient, e.data, now, e.id)
+        for e in plan.events
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Message:
     id: str
     tenant_id: str
@@ -165,47 +221,25 @@ class Messages:
         now: float,
     ) -> None:
         """Write the request payload, its messages and their first events atomically."""
-        request_row = {
-            "id": plan.request_id,
-            "tenant_id": tenant_id,
-            "payload": zlib.compress(payload, 6),
-            "message_count": len(plan.messages),
-            "created_at": now,
-        }
-        message_rows = [
-            {
-                "id": m.id,
-                "tenant_id": tenant_id,
-                "request_id": plan.request_id,
-                "personalization": m.personalization,
-                "recipient": m.recipient,
-                "recipient_domain": recipient_domain(m.recipient),
-                "from_email": m.from_email,
-                "subject": m.subject,
-                "category": category,
-                "batch_id": batch_id,
-                "status": m.status.value,
-                "due_at": m.due_at,
-                "attempts": 0,
-                "error_message": m.error_message,
-                "sandbox": False,
-                "created_at": now,
-                "updated_at": now,
-            }
-            for m in plan.messages
-        ]
-        event_rows = [
-            event_row(tenant_id, e.message_id, e.event_type, e.recipient, e.data, now, e.id)
-            for e in plan.events
-        ]
+        await self.accept_many([AcceptWrite(tenant_id, plan, payload, category, batch_id, now)])
+
+    async def accept_many(self, writes: Sequence[AcceptWrite]) -> None:
+        """Write several accepted requests in one transaction: all of them, or none
+        (group commit, ``services.accept_batch``)."""
+        request_rows: list[dict[str, Any]] = []
+        message_rows: list[dict[str, Any]] = []
+        event_rows: list[dict[str, Any]] = []
+        for w in writes:
+            _accept_rows(w, request_rows, message_rows, event_rows)
 
         def fn(conn: sa.Connection) -> None:
-            conn.execute(send_requests.insert(), [request_row])
+            conn.execute(send_requests.insert(), request_rows)
             if message_rows:
                 conn.execute(messages.insert(), message_rows)
                 append_events(conn, event_rows)
 
-        await self._db.write(fn)
+        if request_rows:
+            await self._db.write(fn)
 
     async def payload(self, request_id: str) -> bytes | None:
         def fn(conn: sa.Connection) -> bytes | None:
