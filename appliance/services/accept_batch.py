@@ -24,7 +24,8 @@ from typing import Final
 
 import trio
 
-from appliance.store.messages import AcceptWrite, Messages
+from appliance.domain.acceptance import AcceptancePlan
+from appliance.store.messages import AcceptWrite, Messages, PlannedAccept
 
 MAX_REQUESTS: Final = 64
 MAX_MESSAGES: Final = 2000
@@ -32,8 +33,9 @@ MAX_MESSAGES: Final = 2000
 
 @dataclass(slots=True)
 class _Batch:
-    writes: list[AcceptWrite] = field(default_factory=list)
-    messages: int = 0
+    writes: list[AcceptWrite | PlannedAccept] = field(default_factory=list)
+    messages: int = 0  # known before planning: recipients (PlannedAccept) or messages
+    plans: list[AcceptancePlan] = field(default_factory=list)
     done: trio.Event = field(default_factory=trio.Event)
     error: BaseException | None = None
 
@@ -52,14 +54,19 @@ class AcceptBatcher:
         self._open: _Batch | None = None  # the batch new writes join
         self._writing = trio.Lock()  # one batch written at a time
 
-    async def write(self, item: AcceptWrite) -> None:
-        """Write ``item`` with the batch it joins; raises that batch's error."""
+    async def write(self, item: AcceptWrite | PlannedAccept) -> AcceptancePlan:
+        """Write ``item`` with the batch it joins and return its plan; raises that
+        batch's error."""
         batch = self._open
         leader = batch is None
         if batch is None:
             batch = self._open = _Batch()
+        index = len(batch.writes)
         batch.writes.append(item)
-        batch.messages += len(item.plan.messages)
+        if isinstance(item, PlannedAccept):
+            batch.messages += max(1, len(item.suppression_keys))
+        else:
+            batch.messages += len(item.plan.messages)
         if len(batch.writes) >= self._max_requests or batch.messages >= self._max_messages:
             self._open = None  # full: later writes start the next batch
         with trio.CancelScope(shield=True):
@@ -69,13 +76,14 @@ class AcceptBatcher:
                 await batch.done.wait()
         if batch.error is not None:
             raise batch.error
+        return batch.plans[index]
 
     async def _commit(self, batch: _Batch) -> None:
         try:
             async with self._writing:
                 if self._open is batch:
                     self._open = None
-                await self._messages.accept_many(batch.writes)
+                batch.plans = await self._messages.accept_many(batch.writes)
         except BaseException as exc:  # every request of the batch gets it, the leader too
             batch.error = exc
         finally:

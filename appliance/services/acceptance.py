@@ -31,7 +31,7 @@ from typing import Final, Generic, TypeVar
 
 from appliance.auth import AuthFailure
 from appliance.context import AppContext
-from appliance.domain.acceptance import GROUP_UNSUBSCRIBES, plan_acceptance, suppression_key
+from appliance.domain.acceptance import AcceptancePlan, plan_acceptance, suppression_key
 from appliance.domain.ids import new_id
 from appliance.domain.send_request import SendRequest, TemplateKind
 from appliance.domain.send_validation import parse_send_request
@@ -39,7 +39,7 @@ from appliance.domain.warmup import WarmupSchedule, utc_day
 from appliance.services.accept_batch import AcceptBatcher
 from appliance.store.database import StoreError
 from appliance.store.domains import Domain
-from appliance.store.messages import AcceptWrite, first_category
+from appliance.store.messages import PlannedAccept, first_category
 from appliance.store.tenants import Tenant
 
 log = logging.getLogger("appliance.acceptance")
@@ -311,16 +311,19 @@ class MailAcceptance:
         await check_sending_limits(ctx, tenant_id, mail, now=now, domains=senders)
         await self._queue.check(ctx)
 
-        keys = {suppression_key(r.address.email) for r in mail.recipients()}
-        suppressed = await ctx.store.suppressions.lists_for(tenant_id, keys)
-        if mail.asm is not None:
-            in_group = await ctx.store.asm_groups.suppressed(tenant_id, mail.asm.group_id, keys)
-            for key in in_group:
-                suppressed[key] = suppressed.get(key, frozenset()) | {GROUP_UNSUBSCRIBES}
-        plan = plan_acceptance(mail, request_id=request_id, suppressed=suppressed, now=now)
+        keys = frozenset(suppression_key(r.address.email) for r in mail.recipients())
+        planned = request_id
+
+        def make_plan(suppressed: Mapping[str, frozenset[str]]) -> AcceptancePlan:
+            return plan_acceptance(mail, request_id=planned, suppressed=suppressed, now=now)
+
+        # The suppression lists are read, the plan made and written in one transaction.
+        group = mail.asm.group_id if mail.asm is not None else None
         category = first_category(mail.categories)
-        write = AcceptWrite(tenant_id, plan, payload, category, mail.batch_id, now)
-        await self._writes.write(write)
+        write = PlannedAccept(
+            tenant_id, keys, group, make_plan, payload, category, mail.batch_id, now
+        )
+        plan = await self._writes.write(write)
         self._queue.added(len(plan.messages) - plan.dropped)
         ctx.wake_delivery()
         log.info(

@@ -20,7 +20,7 @@ from appliance.store.database import Database
 from appliance.store.event_log import append_events
 from appliance.store.messages import event_row
 from appliance.store.schema import asm_group_suppressions, asm_groups
-from appliance.store.suppressions import email_like
+from appliance.store.suppressions import email_like, group_suppressed_in
 from appliance.store.upserts import insert_for
 
 _CHUNK = 500
@@ -257,24 +257,11 @@ class AsmGroups:
     async def suppressed(self, tenant_id: str, group_id: int, keys: Iterable[str]) -> set[str]:
         """Which of ``keys`` are suppressed in the group (none when it does not exist)."""
         wanted = sorted(set(keys))
-        c = asm_group_suppressions.c
-
-        def fn(conn: sa.Connection) -> set[str]:
-            found: set[str] = set()
-            for start in range(0, len(wanted), _CHUNK):
-                rows = conn.execute(
-                    sa.select(c.email).where(
-                        c.tenant_id == tenant_id,
-                        c.group_id == group_id,
-                        c.email.in_(wanted[start : start + _CHUNK]),
-                    )
-                )
-                found.update(row.email for row in rows)
-            return found
-
         if not wanted:
             return set()
-        return await self._db.read(fn)
+        return await self._db.read(
+            lambda conn: group_suppressed_in(conn, tenant_id, group_id, wanted)
+        )
 
     async def resubscribe(self, tenant_id: str, group_id: int, key: str) -> bool | None:
         """Remove an address from a group with a ``group_resubscribe`` event.

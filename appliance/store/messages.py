@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from appliance.domain.message_status import (
 from appliance.store.database import Database
 from appliance.store.event_log import append_events
 from appliance.store.schema import events, messages, send_requests
+from appliance.store.suppressions import send_lists_in
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,21 @@ class AcceptWrite:
     tenant_id: str
     plan: AcceptancePlan
     payload: bytes  # the request's JSON text, stored compressed
+    category: str | None
+    batch_id: str | None
+    now: float
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedAccept:
+    """An accepted request planned inside the write: ``plan`` gets the suppression lists
+    of ``suppression_keys`` (``store.suppressions.send_lists_in``) and makes its plan."""
+
+    tenant_id: str
+    suppression_keys: frozenset[str]
+    asm_group_id: int | None
+    plan: Callable[[Mapping[str, frozenset[str]]], AcceptancePlan]
+    payload: bytes
     category: str | None
     batch_id: str | None
     now: float
@@ -223,23 +239,38 @@ class Messages:
         """Write the request payload, its messages and their first events atomically."""
         await self.accept_many([AcceptWrite(tenant_id, plan, payload, category, batch_id, now)])
 
-    async def accept_many(self, writes: Sequence[AcceptWrite]) -> None:
+    async def accept_many(
+        self, writes: Sequence[AcceptWrite | PlannedAccept]
+    ) -> list[AcceptancePlan]:
         """Write several accepted requests in one transaction: all of them, or none
-        (group commit, ``services.accept_batch``)."""
-        request_rows: list[dict[str, Any]] = []
-        message_rows: list[dict[str, Any]] = []
-        event_rows: list[dict[str, Any]] = []
-        for w in writes:
-            _accept_rows(w, request_rows, message_rows, event_rows)
+        (group commit, ``services.accept_batch``); returns their plans, in order.
 
-        def fn(conn: sa.Connection) -> None:
+        A :class:`PlannedAccept` is planned in the transaction, from the suppression
+        lists read there: its read and its write are one worker-thread round trip.
+        """
+
+        def fn(conn: sa.Connection) -> list[AcceptancePlan]:
+            request_rows: list[dict[str, Any]] = []
+            message_rows: list[dict[str, Any]] = []
+            event_rows: list[dict[str, Any]] = []
+            plans = []
+            for w in writes:
+                if isinstance(w, PlannedAccept):
+                    lists = send_lists_in(conn, w.tenant_id, w.suppression_keys, w.asm_group_id)
+                    w = AcceptWrite(
+                        w.tenant_id, w.plan(lists), w.payload, w.category, w.batch_id, w.now
+                    )
+                plans.append(w.plan)
+                _accept_rows(w, request_rows, message_rows, event_rows)
             conn.execute(send_requests.insert(), request_rows)
             if message_rows:
                 conn.execute(messages.insert(), message_rows)
                 append_events(conn, event_rows)
+            return plans
 
-        if request_rows:
-            await self._db.write(fn)
+        if not writes:
+            return []
+        return await self._db.write(fn)
 
     async def payload(self, request_id: str) -> bytes | None:
         def fn(conn: sa.Connection) -> bytes | None:

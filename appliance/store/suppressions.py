@@ -9,12 +9,63 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from appliance.domain.acceptance import GROUP_UNSUBSCRIBES
 from appliance.store.database import Database
-from appliance.store.schema import suppressions
+from appliance.store.schema import asm_group_suppressions, suppressions
 from appliance.store.upserts import insert_for
 
 LISTS = ("bounces", "blocks", "spam_reports", "invalid_emails", "unsubscribes")
 _CHUNK = 500  # keys per IN (…) list
+
+
+def lists_in(conn: sa.Connection, tenant_id: str, keys: Iterable[str]) -> dict[str, frozenset[str]]:
+    """:meth:`Suppressions.lists_for` inside a transaction."""
+    wanted = sorted(set(keys))
+    found: dict[str, set[str]] = {}
+    for start in range(0, len(wanted), _CHUNK):
+        chunk = wanted[start : start + _CHUNK]
+        rows = conn.execute(
+            sa.select(suppressions.c.email, suppressions.c.list_name).where(
+                suppressions.c.tenant_id == tenant_id, suppressions.c.email.in_(chunk)
+            )
+        ).all()
+        for email, list_name in rows:
+            found.setdefault(email, set()).add(list_name)
+    return {k: frozenset(v) for k, v in found.items()}
+
+
+def group_suppressed_in(
+    conn: sa.Connection, tenant_id: str, group_id: int, keys: Iterable[str]
+) -> set[str]:
+    """Which of ``keys`` are suppressed in the tenant's unsubscribe group ``group_id``."""
+    wanted = sorted(set(keys))
+    c = asm_group_suppressions.c
+    found: set[str] = set()
+    for start in range(0, len(wanted), _CHUNK):
+        rows = conn.execute(
+            sa.select(c.email).where(
+                c.tenant_id == tenant_id,
+                c.group_id == group_id,
+                c.email.in_(wanted[start : start + _CHUNK]),
+            )
+        )
+        found.update(row.email for row in rows)
+    return found
+
+
+def send_lists_in(
+    conn: sa.Connection, tenant_id: str, keys: Iterable[str], group_id: int | None
+) -> dict[str, frozenset[str]]:
+    """What acceptance drops recipients by: the lists each key is on, plus
+    ``GROUP_UNSUBSCRIBES`` for the keys suppressed in the request's group (if any)."""
+    keys = set(keys)
+    if not keys:
+        return {}
+    found = lists_in(conn, tenant_id, keys)
+    if group_id is not None:
+        for key in group_suppressed_in(conn, tenant_id, group_id, keys):
+            found[key] = found.get(key, frozenset()) | {GROUP_UNSUBSCRIBES}
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,21 +168,7 @@ class Suppressions:
         wanted = sorted(set(keys))
         if not wanted:
             return {}
-
-        def fn(conn: sa.Connection) -> dict[str, frozenset[str]]:
-            found: dict[str, set[str]] = {}
-            for start in range(0, len(wanted), _CHUNK):
-                chunk = wanted[start : start + _CHUNK]
-                rows = conn.execute(
-                    sa.select(suppressions.c.email, suppressions.c.list_name).where(
-                        suppressions.c.tenant_id == tenant_id, suppressions.c.email.in_(chunk)
-                    )
-                ).all()
-                for email, list_name in rows:
-                    found.setdefault(email, set()).add(list_name)
-            return {k: frozenset(v) for k, v in found.items()}
-
-        return await self._db.read(fn)
+        return await self._db.read(lambda conn: lists_in(conn, tenant_id, wanted))
 
     async def add(
         self,

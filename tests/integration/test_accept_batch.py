@@ -4,18 +4,18 @@ transaction, and a batch that fails fails each of its requests with nothing writ
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import pytest
 import sqlalchemy as sa
 import trio
 import trio.testing
 
-from appliance.domain.acceptance import AcceptancePlan, NewEvent, NewMessage
+from appliance.domain.acceptance import GROUP_UNSUBSCRIBES, AcceptancePlan, NewEvent, NewMessage
 from appliance.domain.ids import new_id
 from appliance.domain.message_status import MessageStatus
 from appliance.services.accept_batch import AcceptBatcher
-from appliance.store.messages import AcceptWrite, Messages
+from appliance.store.messages import AcceptWrite, Messages, PlannedAccept
 from appliance.store.schema import messages, send_requests
 from appliance.store.store import Store
 
@@ -30,11 +30,13 @@ class GatedMessages(Messages):
         self.gate = trio.Event()
         self.batches: list[list[str]] = []
 
-    async def accept_many(self, writes: Sequence[AcceptWrite]) -> None:
-        self.batches.append([w.plan.request_id for w in writes])
+    async def accept_many(
+        self, writes: Sequence[AcceptWrite | PlannedAccept]
+    ) -> list[AcceptancePlan]:
+        self.batches.append([w.plan.request_id for w in writes if isinstance(w, AcceptWrite)])
         if len(self.batches) == 1:
             await self.gate.wait()
-        await super().accept_many(writes)
+        return await super().accept_many(writes)
 
 
 def _write(tenant_id: str, request_id: str | None = None) -> AcceptWrite:
@@ -138,3 +140,26 @@ async def test_a_full_batch_closes_and_the_next_one_opens(store: Store, limit: s
         gated.gate.set()
     assert [len(b) for b in gated.batches] == [1, 3, 3, 1]
     assert await _stored(store, writes) == (8, 8)
+
+
+async def test_a_planned_request_is_planned_from_the_lists_read_in_its_transaction(
+    store: Store,
+) -> None:
+    tenant = await store.tenants.create("Batch")
+    await store.suppressions.add(tenant.id, "bounces", "gone@example.org")
+    group = await store.asm_groups.create(tenant.id, name="News", description="d", is_default=False)
+    await store.asm_groups.add_suppressions(tenant.id, group.id, ["left@example.org"])
+    seen: list[Mapping[str, frozenset[str]]] = []
+    planned = _write(tenant.id)
+
+    def plan(lists: Mapping[str, frozenset[str]]) -> AcceptancePlan:
+        seen.append(lists)
+        return planned.plan
+
+    keys = frozenset({"gone@example.org", "left@example.org", "here@example.org"})
+    write = PlannedAccept(tenant.id, keys, group.id, plan, b"{}", None, None, T0)
+    assert await AcceptBatcher(store.messages).write(write) is planned.plan
+    assert seen == [
+        {"gone@example.org": frozenset({"bounces"}), "left@example.org": {GROUP_UNSUBSCRIBES}}
+    ]
+    assert await _stored(store, [planned]) == (1, 1)
