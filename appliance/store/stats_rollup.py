@@ -56,17 +56,26 @@ def add_event(
             counters[name] = counters.get(name, 0) + value
 
 
+_UPSERTS: dict[str, sa.Insert] = {}  # dialect → the statement (building one takes ~0.4 ms)
+
+
+def _upsert(conn: sa.Connection) -> sa.Insert:
+    stmt = _UPSERTS.get(conn.dialect.name)
+    if stmt is None:
+        insert = insert_for(conn, stats_daily)
+        stmt = _UPSERTS[conn.dialect.name] = insert.on_conflict_do_update(
+            index_elements=[stats_daily.c.tenant_id, stats_daily.c.day, stats_daily.c.category],
+            set_={name: stats_daily.c[name] + insert.excluded[name] for name in METRICS},
+        )
+    return stmt
+
+
 def upsert_totals(conn: sa.Connection, totals: Totals) -> None:
     """Add ``totals`` to ``stats_daily`` in one executemany statement."""
     if not totals:
         return
-    stmt = insert_for(conn, stats_daily)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[stats_daily.c.tenant_id, stats_daily.c.day, stats_daily.c.category],
-        set_={name: stats_daily.c[name] + stmt.excluded[name] for name in METRICS},
-    )
     conn.execute(
-        stmt,
+        _upsert(conn),
         [
             {
                 "tenant_id": tenant_id,
