@@ -254,11 +254,16 @@ class Messages:
             message_rows: list[dict[str, Any]] = []
             event_rows: list[dict[str, Any]] = []
             plans = []
+            planned = [w for w in writes if isinstance(w, PlannedAccept)]
+            lists = iter(
+                send_lists_in(
+                    conn, [(w.tenant_id, w.suppression_keys, w.asm_group_id) for w in planned]
+                )
+            )
             for w in writes:
                 if isinstance(w, PlannedAccept):
-                    lists = send_lists_in(conn, w.tenant_id, w.suppression_keys, w.asm_group_id)
                     w = AcceptWrite(
-                        w.tenant_id, w.plan(lists), w.payload, w.category, w.batch_id, w.now
+                        w.tenant_id, w.plan(next(lists)), w.payload, w.category, w.batch_id, w.now
                     )
                 plans.append(w.plan)
                 _accept_rows(w, request_rows, message_rows, event_rows)

@@ -54,17 +54,28 @@ def group_suppressed_in(
 
 
 def send_lists_in(
-    conn: sa.Connection, tenant_id: str, keys: Iterable[str], group_id: int | None
-) -> dict[str, frozenset[str]]:
-    """What acceptance drops recipients by: the lists each key is on, plus
-    ``GROUP_UNSUBSCRIBES`` for the keys suppressed in the request's group (if any)."""
-    keys = set(keys)
-    if not keys:
-        return {}
-    found = lists_in(conn, tenant_id, keys)
-    if group_id is not None:
-        for key in group_suppressed_in(conn, tenant_id, group_id, keys):
-            found[key] = found.get(key, frozenset()) | {GROUP_UNSUBSCRIBES}
+    conn: sa.Connection, requests: Sequence[tuple[str, frozenset[str], int | None]]
+) -> list[dict[str, frozenset[str]]]:
+    """What acceptance drops recipients by, for each (tenant id, suppression keys, ASM
+    group id or None) of a batch of requests: the lists each key is on, plus
+    ``GROUP_UNSUBSCRIBES`` for the keys suppressed in the request's group. One query per
+    tenant (and per group) of the batch, not per request."""
+    by_tenant: dict[str, set[str]] = {}
+    by_group: dict[tuple[str, int], set[str]] = {}
+    for tenant_id, keys, group_id in requests:
+        by_tenant.setdefault(tenant_id, set()).update(keys)
+        if group_id is not None:
+            by_group.setdefault((tenant_id, group_id), set()).update(keys)
+    lists = {t: lists_in(conn, t, keys) for t, keys in by_tenant.items() if keys}
+    groups = {g: group_suppressed_in(conn, *g, keys) for g, keys in by_group.items() if keys}
+    found = []
+    for tenant_id, keys, group_id in requests:
+        on = lists.get(tenant_id, {})
+        mine = {k: on[k] for k in keys if k in on}
+        if group_id is not None:
+            for key in groups.get((tenant_id, group_id), set()) & keys:
+                mine[key] = mine.get(key, frozenset()) | {GROUP_UNSUBSCRIBES}
+        found.append(mine)
     return found
 
 

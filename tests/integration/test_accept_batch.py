@@ -163,3 +163,38 @@ async def test_a_planned_request_is_planned_from_the_lists_read_in_its_transacti
         {"gone@example.org": frozenset({"bounces"}), "left@example.org": {GROUP_UNSUBSCRIBES}}
     ]
     assert await _stored(store, [planned]) == (1, 1)
+
+
+async def test_requests_of_one_batch_see_only_their_tenants_lists_and_their_keys(
+    store: Store,
+) -> None:
+    a, b = await store.tenants.create("A"), await store.tenants.create("B")
+    await store.suppressions.add(a.id, "bounces", "x@example.org")
+    await store.suppressions.add(a.id, "unsubscribes", "y@example.org")
+    gated = GatedMessages(store)
+    batcher = AcceptBatcher(gated)
+    seen: dict[str, Mapping[str, frozenset[str]]] = {}
+
+    def planned(name: str, tenant_id: str, keys: set[str]) -> PlannedAccept:
+        write = _write(tenant_id)
+
+        def plan(lists: Mapping[str, frozenset[str]]) -> AcceptancePlan:
+            seen[name] = lists
+            return write.plan
+
+        return PlannedAccept(tenant_id, frozenset(keys), None, plan, b"{}", None, None, T0)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(batcher.write, _write(a.id))
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(batcher.write, planned("a-x", a.id, {"x@example.org"}))
+        nursery.start_soon(batcher.write, planned("a-y", a.id, {"y@example.org", "z@example.org"}))
+        nursery.start_soon(batcher.write, planned("b-x", b.id, {"x@example.org"}))
+        await trio.testing.wait_all_tasks_blocked()
+        gated.gate.set()
+    assert len(gated.batches) == 2  # the three planned requests shared one transaction
+    assert seen == {
+        "a-x": {"x@example.org": frozenset({"bounces"})},
+        "a-y": {"y@example.org": frozenset({"unsubscribes"})},
+        "b-x": {},
+    }
