@@ -178,7 +178,12 @@ document.addEventListener("change", (event) => {
   if (event.target.matches("select[data-autosubmit]")) event.target.form.submit();
 });
 
-if (matchMedia("(max-width: 760px)").matches) document.querySelector(".nav-toggle")?.removeAttribute("open");
+// The menu is a <details>: folded on a phone, always open on a wide screen (its summary is
+// hidden there), also when the window is resized across the breakpoint.
+const narrow = matchMedia("(max-width: 760px)");
+const fitMenu = () => { document.querySelector(".nav-toggle")?.toggleAttribute("open", !narrow.matches); };
+narrow.addEventListener("change", fitMenu);
+fitMenu();
 
 // <details data-load="/url">: the first time it opens, its <pre> gets the URL's text.
 document.addEventListener("toggle", async (event) => {
