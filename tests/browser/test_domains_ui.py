@@ -68,3 +68,22 @@ async def test_add_a_domain_and_verify_it_record_by_record(ui: Ui) -> None:
     await ui.do(bad_input)
     await ui.screenshot("invalid-name")
     assert not ui.console_errors, ui.console_errors
+
+
+async def test_reply_forwarding_is_set_and_stopped_from_the_domain_page(ui: Ui) -> None:
+    from tests.support.sending import verified_domain
+
+    domain, _ = await verified_domain(ui.app, "replies.test")
+    await ui.sign_in()
+
+    def set_and_stop(page: Any) -> None:
+        page.goto(f"/admin/domains/{domain.id}")
+        page.get_by_label("Forward replies to").fill("support@example.org")
+        page.locator("#reply-forwarding").get_by_role("button", name="Save").click()
+        page.locator("#forward-to", has_text="support@example.org").wait_for()
+        page.get_by_role("button", name="Stop forwarding").click()
+        page.locator("#forward-to", has_text="not forwarded").wait_for()
+
+    await ui.do(set_and_stop)
+    stored = await ui.app.ctx.store.domains.get(ui.app.init.tenant_id, domain.id)
+    assert stored is not None and stored.forward_to is None

@@ -167,7 +167,7 @@ document.addEventListener("click", (event) => {
     return;
   }
   const button = event.target.closest("button[data-api]");
-  if (!button || button.form?.dataset.api) return;
+  if (!button || (button.type === "submit" && button.form?.dataset.api)) return;
   event.preventDefault();
   const [method, url] = split(button.dataset.api);
   const body = button.dataset.body ? JSON.parse(button.dataset.body) : undefined;
