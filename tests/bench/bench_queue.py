@@ -10,7 +10,10 @@ nothing else claims) on a fresh SQLite file or a fresh PostgreSQL database
 (tests/support/databases.py, dropped afterwards). Due QUEUED rows are added by
 executemany in chunks of 10,000, growing the same queue to each size; at each
 size the bench times ``store.queue.claim`` batches of 200 (the engine's
-CLAIM_BATCH, each then put back so the queue keeps its size), times
+CLAIM_BATCH). Like the engine, it moves each claimed batch on to SENDING and
+then DELIVERED (the table keeps the row, the partial index drops it), so every
+claim takes the next distinct batch and walks past what earlier claims left;
+the rows claimed are topped up with the next size. It times
 ``store.queue.depth`` (what /readyz and the engine's gauges read), and reads
 the process's RSS (VmRSS, after a garbage collection).
 """
@@ -47,9 +50,11 @@ def rss_mb() -> float:
     return float("nan")
 
 
-async def _grow(app: RunningAppliance, request_id: str, have: int, want: int) -> None:
+async def _grow(app: RunningAppliance, request_id: str, made: int, count: int) -> None:
+    """Add ``count`` due QUEUED rows; ``made`` rows of the request exist already."""
     tenant = app.init.tenant_id
     now = time.time()
+    have, want = made, made + count
     while have < want:
         n = min(CHUNK, want - have)
         rows: list[dict[str, Any]] = [
@@ -83,12 +88,14 @@ async def _claim_costs(app: RunningAppliance) -> list[float]:
         claimed = await queue.claim("bench", limit=CLAIM_BATCH, lease_seconds=300, now=time.time())
         costs.append(time.perf_counter() - start)
         assert len(claimed) == CLAIM_BATCH, len(claimed)
-        back = (
+        ids = [m.id for m in claimed]
+        await queue.advance("bench", ids, MessageStatus.SENDING, now=time.time())
+        done = (
             messages.update()
-            .where(messages.c.id.in_([m.id for m in claimed]))
-            .values(status=MessageStatus.QUEUED.value, lease_owner=None, lease_until=None)
+            .where(messages.c.id.in_(ids))
+            .values(status=MessageStatus.DELIVERED.value, lease_owner=None, lease_until=None)
         )
-        await db.write(lambda conn, back=back: conn.execute(back))
+        await db.write(lambda conn, done=done: conn.execute(done))
     return costs
 
 
@@ -110,16 +117,17 @@ async def bench_engine(engine: str, sizes: list[int]) -> list[tuple[str, int, di
                 "id": request_id,
                 "tenant_id": app.init.tenant_id,
                 "payload": b"x",
-                "message_count": max(sizes),
+                "message_count": max(sizes) + len(sizes) * CLAIMS * CLAIM_BATCH,
                 "created_at": time.time(),
             }
             await app.ctx.store.db.write(lambda c: c.execute(send_requests.insert(), [request]))
-            have = 0
+            made = queued = 0
             for size in sizes:
                 began = time.perf_counter()
-                await _grow(app, request_id, have, size)
-                insert_rate = (size - have) / (time.perf_counter() - began)
-                have = size
+                await _grow(app, request_id, made, size - queued)
+                insert_rate = (size - queued) / (time.perf_counter() - began)
+                made += size - queued
+                queued = size - CLAIMS * CLAIM_BATCH  # what the claims below deliver
                 if engine == "postgresql":
                     await app.ctx.store.db.write(lambda c: c.execute(sa.text("ANALYZE messages")))
                 costs = await _claim_costs(app)
