@@ -3,14 +3,12 @@ action clicked through in headless Chromium against a running appliance on 127.0
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-from appliance.domain.bounce_report import parse_bounce
-from appliance.store.inbound_reports import IncomingReport
 from appliance.store.templates import Generation, VersionContent
 from tests.browser.conftest import Ui
+from tests.support.inbound_reports import record_report
 from tests.support.smtp_sink import StartSink
 from tests.support.tls_certs import make_self_signed
 
@@ -204,33 +202,9 @@ async def test_relay_connection_test_shows_each_step_and_the_failing_one(
     assert not ui.console_errors, ui.console_errors
 
 
-DSN = (
-    b"From: MAILER-DAEMON@mx1.example.org\r\n"
-    b"To: bounces@bounces.shop.test\r\n"
-    b"Subject: Undelivered Mail Returned to Sender\r\n"
-    b"MIME-Version: 1.0\r\n"
-    b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n'
-    b"\r\n--b\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
-    b"--b\r\nContent-Type: message/delivery-status\r\n\r\n"
-    b"Reporting-MTA: dns; mx1.example.org\r\n\r\n"
-    b"Final-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n"
-    b"Diagnostic-Code: smtp; 550 5.1.1 <gone@example.org>: User unknown\r\n"
-    b"--b--\r\n"
-)
-
-
 async def test_open_an_inbound_report(ui: Ui) -> None:
-    recorded = await ui.app.ctx.store.inbound_reports.record(
-        IncomingReport(
-            received_at=time.time(),
-            remote_ip="127.0.0.1",
-            envelope_from="",
-            envelope_to=("bounces@bounces.shop.test",),
-            report=parse_bounce(DSN),
-            raw=DSN,
-            keys=(),
-            envelope_tenant_id=ui.app.init.tenant_id,
-        )
+    recorded = await record_report(
+        ui.app, envelope_to="bounces@bounces.shop.test", tenant_id=ui.app.init.tenant_id
     )
     await ui.sign_in()
 

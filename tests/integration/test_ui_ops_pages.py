@@ -16,12 +16,11 @@ import httpx
 import pytest
 from argon2 import PasswordHasher
 
-from appliance.domain.bounce_report import parse_bounce
 from appliance.domain.inbound_outcome import MatchedBy, MatchKey
 from appliance.domain.warmup import utc_day
-from appliance.store.inbound_reports import IncomingReport
 from appliance.store.templates import Generation, VersionContent
 from tests.support.appliance import RunningAppliance, appliance_config, run_appliance
+from tests.support.inbound_reports import record_report
 from tests.support.sending import verified_domain
 
 PASSWORD = "correct horse battery staple"
@@ -316,36 +315,10 @@ async def test_delivery_page_shows_pools_relays_and_warmup_state(
 # ---------------------------------------------------------------- inbound reports
 
 
-DSN = (
-    b"From: MAILER-DAEMON@mx1.example.org\r\n"
-    b"To: bounces@bounces.example.test\r\n"
-    b"Subject: Undelivered Mail Returned to Sender\r\n"
-    b"MIME-Version: 1.0\r\n"
-    b'Content-Type: multipart/report; report-type=delivery-status; boundary="b"\r\n'
-    b"\r\n--b\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
-    b"--b\r\nContent-Type: message/delivery-status\r\n\r\n"
-    b"Reporting-MTA: dns; mx1.example.org\r\n\r\n"
-    b"Final-Recipient: rfc822; gone@example.org\r\nAction: failed\r\nStatus: 5.1.1\r\n"
-    b"Diagnostic-Code: smtp; 550 5.1.1 <gone@example.org>: User unknown\r\n"
-    b"--b--\r\n"
-)
-
-
 async def test_inbound_reports_list_and_detail(
     owner: httpx.AsyncClient, app: RunningAppliance
 ) -> None:
-    recorded = await app.ctx.store.inbound_reports.record(
-        IncomingReport(
-            received_at=time.time(),
-            remote_ip="127.0.0.1",
-            envelope_from="",
-            envelope_to=("bounces@bounces.example.test",),
-            report=parse_bounce(DSN),
-            raw=DSN,
-            keys=(),
-            envelope_tenant_id=None,
-        )
-    )
+    recorded = await record_report(app, envelope_to="bounces@bounces.example.test", tenant_id=None)
     report_id = recorded.report.id
     listing = await owner.get("/admin/inbound")
     text = text_of(listing)
@@ -377,17 +350,11 @@ async def test_a_matched_report_links_to_its_message(
     assert sent.status_code == 202, sent.text
     listed = await owner.get("/v3/messages", params={"x_message_id": sent.headers["X-Message-Id"]})
     message_id = listed.json()["messages"][0]["msg_id"]
-    recorded = await app.ctx.store.inbound_reports.record(
-        IncomingReport(
-            received_at=time.time(),
-            remote_ip="127.0.0.1",
-            envelope_from="",
-            envelope_to=(f"bounces+{message_id}@bounces.shop.example.test",),
-            report=parse_bounce(DSN),
-            raw=DSN,
-            keys=(MatchKey(message_id, MatchedBy.VERP),),
-            envelope_tenant_id=app.init.tenant_id,
-        )
+    recorded = await record_report(
+        app,
+        envelope_to=f"bounces+{message_id}@bounces.shop.example.test",
+        tenant_id=app.init.tenant_id,
+        keys=(MatchKey(message_id, MatchedBy.VERP),),
     )
     assert recorded.report.matched
     link = f'href="/admin/messages/{message_id}"'
