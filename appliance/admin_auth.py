@@ -14,6 +14,7 @@ upgrades must come from the admin UI's own origin.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import time
 from dataclasses import dataclass
@@ -49,6 +50,10 @@ class AdminSession:
 
     def has(self, permission: str) -> bool:
         return self.principal.has(permission)
+
+    def csrf_matches(self, sent: str | None) -> bool:
+        """Whether a request carries this session's CSRF token (compared in constant time)."""
+        return bool(sent) and hmac.compare_digest(sent or "", self.csrf_token)
 
     @property
     def principal(self) -> Principal:
@@ -113,9 +118,6 @@ class SessionAuthenticator:
             await self._store.admin_sessions.update(digest, last_seen_at=now)
         role = await self._store.roles.get(user.role)
         return AdminSession(digest, user, role, tenant_id, record.csrf_token, record.mfa_pending)
-
-    async def complete_mfa(self, session: AdminSession) -> None:
-        await self._store.admin_sessions.update(session.token_hash, mfa_pending=False)
 
     async def switch_tenant(self, session: AdminSession, tenant_id: str) -> None:
         await self._store.admin_sessions.update(session.token_hash, tenant_id=tenant_id)

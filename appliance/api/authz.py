@@ -70,7 +70,7 @@ async def session_principal(*, is_websocket: bool = False) -> Principal | None:
             raise ApiError(403, f"websocket from another origin ({origin}) refused", None, None)
     elif request.method not in SAFE_METHODS:
         sent = request.headers.get("X-CSRF-Token") or (await request.form).get("csrf_token")
-        if sent != session.csrf_token:
+        if not session.csrf_matches(sent):
             raise ApiError(
                 403,
                 "CSRF token missing or wrong for this admin session",

@@ -206,7 +206,7 @@ async def totp_submit() -> PageResult:
         return redirect("/admin/login")
     form = await request.form
     next_path = safe_next(form.get("next"))
-    if not hmac.compare_digest(form.get("csrf_token", ""), pending.csrf_token):
+    if not pending.csrf_matches(form.get("csrf_token")):
         return redirect("/admin/login")
     user = pending.user
     now = time.time()
@@ -231,7 +231,7 @@ async def totp_submit() -> PageResult:
 @page(None)
 async def logout() -> PageResult:
     form = await request.form
-    if not hmac.compare_digest(form.get("csrf_token", ""), session().csrf_token):
+    if not session().csrf_matches(form.get("csrf_token")):
         return redirect("/admin/")
     await ctx().sessions.end(request.cookies.get(SESSION_COOKIE, ""))
     response = redirect("/admin/login")
@@ -244,7 +244,7 @@ async def logout() -> PageResult:
 async def switch_tenant() -> PageResult:
     form = await request.form
     current = session()
-    if not hmac.compare_digest(form.get("csrf_token", ""), current.csrf_token):
+    if not current.csrf_matches(form.get("csrf_token")):
         return redirect("/admin/")
     tenant_id = form.get("tenant_id", "")
     if current.user.tenant_id is None and await ctx().store.tenants.get(tenant_id):

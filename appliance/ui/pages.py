@@ -83,7 +83,6 @@ def page(
                 return await forbidden(permission)
             return await handler(*args, **kwargs)
 
-        wrapper.__dict__["_postyard_page_permission"] = permission
         return wrapper
 
     return decorate
@@ -124,7 +123,3 @@ async def render(template: str, **values: Any) -> str:
         )
     context.update(values)
     return await render_template(template, **context)
-
-
-def page_permission_of(handler: Any) -> str | None:
-    return getattr(handler, "_postyard_page_permission", None)
