@@ -32,7 +32,7 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
 
 
-def _summary(r: InboundReport) -> dict[str, Any]:
+def summary_json(r: InboundReport) -> dict[str, Any]:
     return {
         "id": r.id,
         "received_at": r.received_at,
@@ -51,7 +51,7 @@ def _summary(r: InboundReport) -> dict[str, Any]:
     }
 
 
-def _visible(caller: Principal, report: InboundReport) -> bool:
+def visible_to(caller: Principal, report: InboundReport) -> bool:
     if report.tenant_id is None:
         return caller.has(OPERATOR_SCOPE)
     return report.tenant_id == caller.tenant_id
@@ -100,7 +100,7 @@ async def list_reports() -> dict[str, Any]:
         tenant_id=caller.tenant_id,
         include_unattributed=caller.has(OPERATOR_SCOPE),
     )
-    return {"reports": [_summary(r) for r in found], "limit": limit, "offset": offset}
+    return {"reports": [summary_json(r) for r in found], "limit": limit, "offset": offset}
 
 
 @blueprint.get("/<report_id>")
@@ -110,11 +110,11 @@ async def get_report(report_id: str) -> dict[str, Any]:
     """One report: what the parser found, what it did, and the message as received."""
     store = app_ctx().store
     report = await store.inbound_reports.get(report_id)
-    if report is None or not _visible(principal(), report):
+    if report is None or not visible_to(principal(), report):
         raise ApiError(404, "inbound report not found", "id", None)
     raw = await store.inbound_reports.raw(report_id) or b""
     return {
-        **_summary(report),
+        **summary_json(report),
         "report": report.report,
         "raw": raw.decode("utf-8", errors="replace"),
         "raw_size": len(raw),

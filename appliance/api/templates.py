@@ -127,7 +127,7 @@ def _version_json(v: TemplateVersion, *, content: bool = True) -> dict[str, Any]
     return out
 
 
-def _template_json(
+def template_json(
     t: Template, versions: tuple[TemplateVersion, ...] = (), *, content: bool = True
 ) -> dict[str, Any]:
     return {
@@ -139,8 +139,8 @@ def _template_json(
     }
 
 
-def _detail_json(detail: TemplateDetail) -> dict[str, Any]:
-    return _template_json(detail.template, detail.versions)
+def detail_json(detail: TemplateDetail) -> dict[str, Any]:
+    return template_json(detail.template, detail.versions)
 
 
 # ---------------------------------------------------------------- checks
@@ -260,7 +260,7 @@ def _page_size_arg(raw: str | None) -> int | None:
 async def create_template(data: CreateTemplate) -> tuple[dict[str, Any], int]:
     generation = _generation(data.generation)
     template = await app_ctx().store.templates.create(principal().tenant_id, data.name, generation)
-    return _template_json(template), 201
+    return template_json(template), 201
 
 
 @blueprint.get("")
@@ -277,7 +277,7 @@ async def list_templates() -> dict[str, Any]:
     found = await store.page(tenant_id, generations, limit=fetch, after=after)
     more = page_size is not None and len(found) > page_size
     found = found[:page_size] if page_size is not None else found
-    result = [_template_json(d.template, d.versions, content=False) for d in found]
+    result = [template_json(d.template, d.versions, content=False) for d in found]
     metadata: dict[str, Any] = {
         "self": request.url,
         "count": await store.count(tenant_id, generations),
@@ -299,7 +299,7 @@ async def list_templates() -> dict[str, Any]:
 @tag(["Templates"])
 @requires("templates.read")
 async def get_template(template_id: str) -> dict[str, Any]:
-    return _detail_json(await _detail_or_404(template_id))
+    return detail_json(await _detail_or_404(template_id))
 
 
 @blueprint.patch("/<template_id>")
@@ -308,11 +308,11 @@ async def get_template(template_id: str) -> dict[str, Any]:
 @json_body(RenameTemplate)
 async def update_template(template_id: str, data: RenameTemplate) -> dict[str, Any]:
     if data.name is None:
-        return _detail_json(await _detail_or_404(template_id))
+        return detail_json(await _detail_or_404(template_id))
     detail = await app_ctx().store.templates.rename(principal().tenant_id, template_id, data.name)
     if detail is None:
         raise _template_not_found()
-    return _detail_json(detail)
+    return detail_json(detail)
 
 
 @blueprint.post("/<template_id>")
@@ -325,7 +325,7 @@ async def duplicate_template(template_id: str, data: RenameTemplate) -> tuple[di
     copy = await app_ctx().store.templates.duplicate(principal().tenant_id, template_id, name)
     if copy is None:
         raise _template_not_found()
-    return _detail_json(copy), 201
+    return detail_json(copy), 201
 
 
 @blueprint.delete("/<template_id>")

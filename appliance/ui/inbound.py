@@ -12,7 +12,7 @@ import json
 
 from quart import Blueprint, request
 
-from appliance.api.inbound_reports import _summary, _visible
+from appliance.api.inbound_reports import summary_json, visible_to
 from appliance.store.inbound_reports import KINDS
 from appliance.ui.pages import PageResult, ctx, page, render, session
 
@@ -49,7 +49,7 @@ async def report_list() -> PageResult:
     return await render(
         "inbound/list.html",
         title="Inbound reports",
-        reports=[_summary(r) for r in found[:PAGE_SIZE]],
+        reports=[summary_json(r) for r in found[:PAGE_SIZE]],
         more=len(found) > PAGE_SIZE,
         offset=offset,
         page_size=PAGE_SIZE,
@@ -65,13 +65,13 @@ async def report_list() -> PageResult:
 async def report_page(report_id: str) -> PageResult:
     store = ctx().store
     report = await store.inbound_reports.get(report_id)
-    if report is None or not _visible(session().principal, report):
+    if report is None or not visible_to(session().principal, report):
         return await render("not_found.html", title="Not found", what=f"report {report_id}"), 404
     raw = await store.inbound_reports.raw(report_id) or b""
     return await render(
         "inbound/detail.html",
         title=f"Report {report_id}",
-        report=_summary(report),
+        report=summary_json(report),
         kind_label=KIND_LABELS.get(report.kind, report.kind),
         parsed=json.dumps(report.report, indent=2, sort_keys=True, default=str),
         raw=raw.decode("utf-8", errors="replace"),

@@ -14,7 +14,7 @@ from typing import Any
 
 from quart import Blueprint, request
 
-from appliance.api.templates import _detail_json, _template_json
+from appliance.api.templates import detail_json, template_json
 from appliance.store.templates import Generation
 from appliance.ui.pages import PageResult, ctx, page, render, session
 
@@ -33,7 +33,7 @@ async def template_list() -> PageResult:
     shown = request.args.get("generation", "all")
     generations = GENERATIONS.get(shown, GENERATIONS["all"])
     found = await ctx().store.templates.page(session().tenant_id, generations)
-    templates = [_template_json(d.template, d.versions, content=False) for d in found]
+    templates = [template_json(d.template, d.versions, content=False) for d in found]
     for t in templates:
         t["active_version"] = next((v for v in t["versions"] if v["active"]), None)
     templates.sort(key=lambda t: t["updated_at"], reverse=True)
@@ -64,7 +64,7 @@ async def template_page(template_id: str) -> PageResult:
         return await render(
             "not_found.html", title="Not found", what=f"template {template_id}"
         ), 404
-    template = _detail_json(detail)
+    template = detail_json(detail)
     versions: list[dict[str, Any]] = template["versions"]
     wanted = request.args.get("version")
     if wanted == "new" or not versions:
