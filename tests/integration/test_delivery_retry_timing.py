@@ -120,7 +120,11 @@ async def test_a_slow_down_reply_holds_back_only_that_destination(
         await _run_engine(setup, nursery)
         first = await setup.send(["slowdown@example.test"])
         (slow,) = (
-            await setup.wait_settled(first, statuses={MessageStatus.DEFERRED}, poll=1)
+            # Virtual time: the autojump clock runs on while the store's threads work, so
+            # a 20 s default could pass before the first attempt is recorded.
+            await setup.wait_settled(
+                first, statuses={MessageStatus.DEFERRED}, poll=1, timeout=10**5
+            )
         ).values()
         assert slow.attempts == 1
         # While example.test is held back, its next message waits without an attempt
